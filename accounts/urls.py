@@ -1,0 +1,26 @@
+from django.urls import path
+from rest_framework_simplejwt.views import (
+    TokenBlacklistView,
+    TokenObtainPairView,
+    TokenRefreshView,
+    TokenVerifyView,
+)
+
+from accounts import views
+from config.api.routers import OptionalSlashRouter
+
+# Paths work with and without a trailing slash, as FastAPI clients expect.
+router = OptionalSlashRouter()
+router.register("users", views.UserViewSet, basename="users")
+router.register("items", views.ItemViewSet, basename="items")
+
+urlpatterns = [
+    path("login/access-token", views.LoginAccessTokenView.as_view(), name="login"),
+    path("users/signup", views.SignupView.as_view(), name="signup"),
+    path("auth/logout", views.LogoutView.as_view(), name="logout"),
+    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
+    path("auth/token/blacklist/", TokenBlacklistView.as_view(), name="token_blacklist"),
+    *router.urls,
+]

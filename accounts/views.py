@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import selectors, services
+from accounts.models import Item, User
+from accounts.serializers import (
+    ItemInputSerializer,
+    ItemOutputSerializer,
+    LoginSerializer,
+    LogoutSerializer,
+    PasswordChangeSerializer,
+    SignupSerializer,
+    TokenSerializer,
+    UserCreateSerializer,
+    UserMeUpdateSerializer,
+    UserOutputSerializer,
+    UserUpdateSerializer,
+)
+from config.exceptions import ApplicationError
+
+UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
+
+
+class InvalidCredentials(ApplicationError):
+    code = "invalid_credentials"
+    default_detail = "Incorrect email or password."
+
+
+class InactiveUser(ApplicationError):
+    code = "inactive_user"
+    default_detail = "This account is inactive."
+
+
+class RegistrationClosed(ApplicationError):
+    status_code = HTTPStatus.FORBIDDEN
+    code = "registration_closed"
+    default_detail = "Open user registration is not allowed on this server."
+
+
+class CannotDeactivateSelf(ApplicationError):
+    code = "cannot_deactivate_self"
+    default_detail = "Superusers cannot deactivate themselves."
+
+
+def token_pair_for(user: User) -> dict[str, Any]:
+    refresh = RefreshToken.for_user(user)
+    access = refresh.access_token
+    update_last_login(User, user)
+    return {
+        "access_token": str(access),
+        "refresh_token": str(refresh),
+        "token_type": "bearer",
+        "expires_in": int(access.lifetime.total_seconds()),
+    }
+
+
+class LoginAccessTokenView(APIView):
+    """OAuth2-style password login: form fields ``username`` (the email) and ``password``."""
+
+    authentication_classes: list[type] = []
+    permission_classes = (permissions.AllowAny,)
+
+    @extend_schema(request=LoginSerializer, responses={200: TokenSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        email = serializer.validated_data["username"]
+        password = serializer.validated_data["password"]
+        user = authenticate(request, username=email, password=password)
+        if user is None:
+            candidate = User.objects.filter(email__iexact=email.strip()).first()
+            if (
+                candidate is not None
+                and not candidate.is_active
+                and candidate.check_password(password)
+            ):
+                raise InactiveUser()
+            raise InvalidCredentials()
+        assert isinstance(user, User)
+        return Response(token_pair_for(user))
+
+
+class LogoutView(APIView):
+    """Blacklist a refresh token so that it can't mint new access tokens."""
+
+    authentication_classes: list[type] = []
+    permission_classes = (permissions.AllowAny,)
+
+    @extend_schema(request=LogoutSerializer, responses={204: None}, auth=[])
+    def post(self, request: Request) -> Response:
+        serializer = LogoutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            RefreshToken(serializer.validated_data["refresh"]).blacklist()
+        except TokenError as exc:
+            raise ApplicationError(str(exc), code="token_not_valid") from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SignupView(APIView):
+    """Open registration, when ``USERS_OPEN_REGISTRATION`` allows it."""
+
+    authentication_classes: list[type] = []
+    permission_classes = (permissions.AllowAny,)
+
+    @extend_schema(request=SignupSerializer, responses={201: UserOutputSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        if not settings.USERS_OPEN_REGISTRATION:
+            raise RegistrationClosed()
+        serializer = SignupSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_create(**serializer.validated_data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class IsSuperuser(permissions.BasePermission):
+    message = "Only superusers can do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_superuser)
+
+
+class UserViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Users: ``me`` for everyone; list, create, update, deactivate for superusers."""
+
+    serializer_class = UserOutputSerializer
+    lookup_value_regex = UUID_REGEX
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action in ("me", "password"):
+            return [permissions.IsAuthenticated()]
+        return [permissions.IsAuthenticated(), IsSuperuser()]
+
+    def get_queryset(self) -> Any:
+        return selectors.user_list(actor=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(request=UserCreateSerializer, responses={201: UserOutputSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = UserCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_create(**serializer.validated_data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=UserUpdateSerializer, responses={200: UserOutputSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        serializer = UserUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(user=user, data=dict(serializer.validated_data))
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(responses={204: None}, description="Deactivate the user (no data is deleted).")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        if user.pk == request.user.pk:
+            raise CannotDeactivateSelf()
+        services.user_deactivate(user=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        methods=["GET"], responses={200: UserOutputSerializer}, description="The caller."
+    )
+    @extend_schema(
+        methods=["PATCH"], request=UserMeUpdateSerializer, responses={200: UserOutputSerializer}
+    )
+    @action(detail=False, methods=["get", "patch"])
+    def me(self, request: Request) -> Response:
+        user = request.user
+        assert isinstance(user, User)
+        if request.method == "PATCH":
+            serializer = UserMeUpdateSerializer(data=request.data, partial=True)
+            serializer.is_valid(raise_exception=True)
+            user = services.user_update(user=user, data=dict(serializer.validated_data))
+        return Response(self.me_payload(user))
+
+    def me_payload(self, user: User) -> dict[str, Any]:
+        """The caller's profile; other apps extend it (see ``agents`` for token budgets)."""
+        return dict(UserOutputSerializer(user).data)
+
+    @extend_schema(request=PasswordChangeSerializer, responses={204: None})
+    @action(detail=False, methods=["patch", "post"], url_path="me/password")
+    def password(self, request: Request) -> Response:
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = request.user
+        assert isinstance(user, User)
+        services.user_change_password(user=user, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ItemViewSet(viewsets.GenericViewSet):
+    """Items: a user sees and changes only their own; a superuser sees all."""
+
+    serializer_class = ItemOutputSerializer
+    lookup_value_regex = UUID_REGEX
+
+    def get_queryset(self) -> Any:
+        return selectors.item_list_for_user(actor=self.request.user)  # type: ignore[arg-type]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ItemOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=ItemInputSerializer, responses={201: ItemOutputSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = ItemInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = services.item_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(ItemOutputSerializer(item).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(ItemOutputSerializer(self.get_object()).data)
+
+    @extend_schema(request=ItemInputSerializer, responses={200: ItemOutputSerializer})
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        return self._update(request, partial=False)
+
+    @extend_schema(request=ItemInputSerializer, responses={200: ItemOutputSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self._update(request, partial=True)
+
+    def _update(self, request: Request, *, partial: bool) -> Response:
+        item: Item = self.get_object()
+        serializer = ItemInputSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        item = services.item_update(item=item, data=dict(serializer.validated_data))
+        return Response(ItemOutputSerializer(item).data)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.item_delete(item=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

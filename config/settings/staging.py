@@ -1,0 +1,3 @@
+"""Staging: deployed like production."""
+
+from config.settings._deployed import *  # noqa: F403

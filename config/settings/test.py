@@ -1,0 +1,22 @@
+"""The test suite: like local, but fast and quiet. PostgreSQL/Redis come from the environment."""
+
+from config.env import BASE_DIR
+from config.settings.base import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = SECRET_KEY or "test-only-secret-key-that-is-long-enough-for-hmac-signing-1234567890"  # noqa: F405
+ALLOWED_HOSTS = ["*"]
+FIRST_SUPERUSER = FIRST_SUPERUSER or "admin@example.com"  # noqa: F405
+FIRST_SUPERUSER_PASSWORD = FIRST_SUPERUSER_PASSWORD or "changethis"  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not :memory:, so that server processes started by the tests can share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405  (WhiteNoise warns about a missing STATIC_ROOT)

@@ -1,0 +1,67 @@
+"""Start the real app in a server process for tests that need one (ASGI under uvicorn)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def run_server(
+    env: dict[str, str] | None = None,
+    *,
+    app: str = "config.asgi:application",
+    workers: int = 1,
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Serve the project with uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    cmd = [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--no-access-log",
+    ]  # fmt: skip
+    log_path = BASE_DIR / "var" / f"live-server-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=full_env, stdout=log, stderr=log)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
+                try:
+                    httpx.get(f"{base_url}/healthz", timeout=1.0)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"server did not start: {log_path.read_text()[-3000:]}"
+                        ) from None
+                    time.sleep(0.1)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    log_path.unlink(missing_ok=True)
