@@ -1,0 +1,175 @@
+"""The graph's nodes: planner (no tools), executor (with tools), tools, and the step limit."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    trim_messages,
+)
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from pydantic import ValidationError
+
+from agents.graph.prompts import EXECUTOR_PROMPT, PLANNER_PROMPT, tool_list
+from agents.graph.state import AgentState
+
+STEP_LIMIT_ERROR = "step_limit"
+
+
+def _recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessage]:
+    """The tail of the conversation, starting on a human turn so tool calls stay paired."""
+    return trim_messages(  # type: ignore[return-value]
+        list(messages),
+        max_tokens=max_messages,
+        token_counter=len,
+        strategy="last",
+        start_on="human",
+        allow_partial=False,
+    )
+
+
+def _conversation_only(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """Human turns and final answers: what the planner needs, without tool traffic.
+
+    Some providers (Anthropic) refuse tool blocks in a request that defines no tools.
+    """
+    kept: list[AnyMessage] = []
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            kept.append(message)
+        elif isinstance(message, AIMessage) and not message.tool_calls and message.content:
+            kept.append(AIMessage(content=message.content))
+    return kept
+
+
+def pending_tool_calls(message: AnyMessage) -> list[dict[str, Any]]:
+    """Every tool call of an AI message, valid or not: each needs an answering ToolMessage."""
+    if not isinstance(message, AIMessage):
+        return []
+    calls: list[dict[str, Any]] = [dict(call) for call in message.tool_calls]
+    for invalid in message.invalid_tool_calls:
+        calls.append({**invalid, "invalid": True})
+    return calls
+
+
+def make_planner(
+    model: BaseChatModel, tool_names: list[str], max_messages: int
+) -> Callable[[AgentState], dict[str, Any]]:
+    system = SystemMessage(PLANNER_PROMPT.format(tool_list=tool_list(tool_names)))
+
+    def planner(state: AgentState) -> dict[str, Any]:
+        history = _conversation_only(_recent(state["messages"], max_messages))
+        response = model.invoke([system, *history])
+        return {"plan": response.text, "steps": 0, "error": None}
+
+    return planner
+
+
+def make_executor(
+    model: BaseChatModel, tools: list[BaseTool], max_messages: int
+) -> Callable[[AgentState], dict[str, Any]]:
+    bound: Runnable[Any, Any] = model.bind_tools(tools) if tools else model
+
+    def executor(state: AgentState) -> dict[str, Any]:
+        system = SystemMessage(EXECUTOR_PROMPT.format(plan=state.get("plan") or "(no plan)"))
+        response = bound.invoke([system, *_recent(state["messages"], max_messages)])
+        return {"messages": [response], "steps": state.get("steps", 0) + 1}
+
+    return executor
+
+
+def _tool_result_ok(content: str) -> bool:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return True
+    return not (isinstance(data, dict) and "error" in data)
+
+
+def _error(message: str, code: str) -> str:
+    return json.dumps({"error": message, "code": code})
+
+
+def make_tool_node(tools: list[BaseTool]) -> Callable[[AgentState], dict[str, Any]]:
+    """Run the last AI message's tool calls in order, in this thread.
+
+    Every call gets a ToolMessage, whatever happens: an unanswered tool call breaks the
+    thread's next turn at the provider. Each message carries its duration for the run record.
+    """
+    by_name = {tool.name: tool for tool in tools}
+
+    def tools_node(state: AgentState) -> dict[str, Any]:
+        results: list[ToolMessage] = []
+        for call in pending_tool_calls(state["messages"][-1]):
+            name = str(call.get("name") or "")
+            started = time.perf_counter()
+            tool = by_name.get(name)
+            if call.get("invalid"):
+                content = _error(
+                    f"the arguments were not valid JSON: {call.get('error')}", "invalid_arguments"
+                )
+            elif tool is None:
+                content = _error(f"there is no tool named {name!r}", "unknown_tool")
+            else:
+                try:
+                    output = tool.invoke(call.get("args") or {})
+                    content = output if isinstance(output, str) else json.dumps(output, default=str)
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                        for e in exc.errors()
+                    )
+                    content = _error(f"invalid arguments: {problems}", "invalid_arguments")
+                except Exception as exc:  # a tool failure is the model's problem, not the run's
+                    content = _error(f"{type(exc).__name__}: {exc}", "tool_error")
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            ok = _tool_result_ok(content)
+            results.append(
+                ToolMessage(
+                    content=content,
+                    tool_call_id=str(call.get("id") or ""),
+                    name=name,
+                    status="success" if ok else "error",
+                    additional_kwargs={"duration_ms": duration_ms},
+                )
+            )
+        return {"messages": results}
+
+    return tools_node
+
+
+def answer_pending(message: AnyMessage, reason: str) -> list[ToolMessage]:
+    """Error ToolMessages for calls that will not run, so the thread stays valid."""
+    return [
+        ToolMessage(
+            content=_error(reason, "not_executed"),
+            tool_call_id=str(call.get("id") or ""),
+            name=str(call.get("name") or ""),
+            status="error",
+        )
+        for call in pending_tool_calls(message)
+    ]
+
+
+def step_limit(state: AgentState) -> dict[str, Any]:
+    reason = "not executed: the agent reached its step limit"
+    return {"messages": answer_pending(state["messages"][-1], reason), "error": STEP_LIMIT_ERROR}
+
+
+def make_router(max_steps: int) -> Callable[[AgentState], str]:
+    def route_after_executor(state: AgentState) -> str:
+        if not pending_tool_calls(state["messages"][-1]):
+            return "end"
+        return "step_limit" if state.get("steps", 0) >= max_steps else "tools"
+
+    return route_after_executor

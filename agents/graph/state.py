@@ -1,0 +1,18 @@
+"""The agent's state, as the seed defines it, plus per-run bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+
+class AgentState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    plan: str | None
+    user_id: str | None
+    # Executor turns taken in the current run; reset by every run's input.
+    steps: int
+    # Set when the graph stops the run itself (the step limit); None on a normal finish.
+    error: str | None
