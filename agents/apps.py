@@ -1,7 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Agents"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from agents.checkpointer import setup_checkpoint_tables_on_migrate
+
+        post_migrate.connect(setup_checkpoint_tables_on_migrate, sender=self)

@@ -6,4 +6,5 @@ app_name = "api"
 
 urlpatterns = [
     path("", include("accounts.urls")),
+    path("", include("agents.urls")),
 ]

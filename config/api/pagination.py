@@ -15,3 +15,9 @@ class CreatedAtCursorPagination(pagination.CursorPagination):
     page_size = 20
     page_size_query_param = "limit"
     max_page_size = 100
+
+
+class UpdatedAtCursorPagination(CreatedAtCursorPagination):
+    """Latest activity first: for thread lists."""
+
+    ordering = "-updated_at"

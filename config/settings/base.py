@@ -101,8 +101,10 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Probes and scrapers talk plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+from config.settings.agent import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
 from config.settings.cors import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
+from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403

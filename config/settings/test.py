@@ -20,3 +20,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)
 STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405  (WhiteNoise warns about a missing STATIC_ROOT)
+
+# Tests choose their model explicitly; the default is the offline one, without demo delays.
+OFFLINE_MODEL_STREAM_DELAY = 0.0
+AGENT_CHECKPOINT_SQLITE_PATH = str(BASE_DIR / "var" / "test-checkpoints.sqlite3")

@@ -1,0 +1,152 @@
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from agents.models import AgentRun, AgentThread
+
+
+class ReadOnlyAdminMixin:
+    """Runs are records of what happened: nobody edits them by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _pre(text: str) -> str:
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text or "—")
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at", "user", "status", "latency_ms", "total_tokens", "model", "thread_link",
+        "short_input",
+    )  # fmt: skip
+    list_filter = ("status", "provider", "model", ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("user", "thread")
+    search_fields = ("input", "response", "user__email", "=id", "=thread__id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    list_per_page = 50
+    show_full_result_count = False  # COUNT(*) over a big runs table is slow
+    fieldsets = (
+        (None, {"fields": ("id", "user", "thread_link", "status", "created_at", "finished_at")}),
+        ("Conversation", {"fields": ("input_display", "plan_display", "response_display")}),
+        ("Tools", {"fields": ("tool_calls_display",)}),
+        ("Error", {"fields": ("error_display",)}),
+        (
+            "Cost and timing",
+            {
+                "fields": (
+                    "provider",
+                    "model",
+                    "latency_ms",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "total_tokens",
+                    "trace_id",
+                )
+            },
+        ),
+        ("Caller metadata", {"fields": ("metadata_display",), "classes": ("collapse",)}),
+    )
+    readonly_fields = (
+        "id", "user", "thread_link", "status", "created_at", "finished_at", "input_display",
+        "plan_display", "response_display", "tool_calls_display", "error_display", "provider",
+        "model", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "trace_id",
+        "metadata_display",
+    )  # fmt: skip
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentRun]:
+        qs = super().get_queryset(request)
+        # The list page never shows the heavy JSON columns: don't load them.
+        match = request.resolver_match
+        if match is not None and (match.url_name or "").endswith("_changelist"):
+            qs = qs.defer("tool_calls", "metadata", "plan")
+        return qs
+
+    @admin.display(description="Thread", ordering="thread")
+    def thread_link(self, run: AgentRun) -> str:
+        return format_html(
+            '<a href="../../agentthread/{}/change/">{}</a>', run.thread_id, run.thread
+        )
+
+    @admin.display(description="Input")
+    def short_input(self, run: AgentRun) -> str:
+        return run.input if len(run.input) <= 60 else run.input[:59] + "…"
+
+    @admin.display(description="Input")
+    def input_display(self, run: AgentRun) -> str:
+        return _pre(run.input)
+
+    @admin.display(description="Plan")
+    def plan_display(self, run: AgentRun) -> str:
+        return _pre(run.plan)
+
+    @admin.display(description="Answer")
+    def response_display(self, run: AgentRun) -> str:
+        return _pre(run.response)
+
+    @admin.display(description="Error")
+    def error_display(self, run: AgentRun) -> str:
+        return _pre(run.error)
+
+    @admin.display(description="Metadata")
+    def metadata_display(self, run: AgentRun) -> str:
+        return _pre(json.dumps(run.metadata, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Tool calls")
+    def tool_calls_display(self, run: AgentRun) -> str:
+        if not run.tool_calls:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>"
+            '<td><pre style="white-space: pre-wrap; margin: 0">{}</pre></td></tr>',
+            (
+                (
+                    call.get("name"),
+                    json.dumps(call.get("args"), ensure_ascii=False),
+                    {True: "ok", False: "error"}.get(call.get("ok"), "not run"),
+                    f"{call.get('duration_ms')} ms" if call.get("duration_ms") is not None else "",
+                    call.get("output") or "",
+                )
+                for call in run.tool_calls
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Tool</th><th>Arguments</th><th>Outcome</th><th>Duration</th>"
+            "<th>Output</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = AgentRun
+    fields = ("created_at", "status", "input", "response", "latency_ms", "total_tokens", "model")
+    readonly_fields = fields
+    ordering = ("created_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(AgentThread)
+class AgentThreadAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "created_at", "updated_at")
+    list_select_related = ("owner",)
+    search_fields = ("title", "owner__email", "=id")
+    readonly_fields = ("id", "owner", "created_at", "updated_at")
+    fields = ("id", "title", "owner", "created_at", "updated_at")
+    date_hierarchy = "updated_at"
+    inlines = (AgentRunInline,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

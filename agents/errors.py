@@ -1,0 +1,75 @@
+"""The agent's domain errors; ``config.api.exceptions`` turns them into JSON responses."""
+
+from http import HTTPStatus
+
+from config.exceptions import ApplicationError
+
+
+class ThreadNotFound(ApplicationError):
+    status_code = HTTPStatus.NOT_FOUND
+    code = "not_found"
+    default_detail = "Thread not found."
+
+
+class AgentRunError(ApplicationError):
+    """A run that started and failed. ``extra`` carries status, run_id and thread_id."""
+
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+    code = "agent_error"
+    default_detail = "The agent failed to answer."
+
+
+class LLMUnavailable(AgentRunError):
+    status_code = HTTPStatus.BAD_GATEWAY
+    code = "llm_unavailable"
+    default_detail = "The language model failed to answer. Try again later."
+
+
+class LLMTimeout(AgentRunError):
+    status_code = HTTPStatus.GATEWAY_TIMEOUT
+    code = "llm_timeout"
+    default_detail = "The language model did not answer in time. Try again later."
+
+
+class StepLimitExceeded(AgentRunError):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "step_limit_exceeded"
+    default_detail = "The agent reached its step limit before it could answer."
+
+
+class RunCancelled(AgentRunError):
+    status_code = 499  # type: ignore[assignment]  # "client closed request", as nginx logs it
+    code = "cancelled"
+    default_detail = "The client disconnected; the run was stopped."
+
+
+def classify_exception(exc: BaseException) -> type[AgentRunError]:
+    """Which domain error an exception raised inside the graph amounts to."""
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    upstream: list[type[BaseException]] = []
+    try:
+        import httpx
+
+        timeouts.append(httpx.TimeoutException)
+        upstream.append(httpx.HTTPError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import openai
+
+        timeouts.append(openai.APITimeoutError)
+        upstream.append(openai.APIError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import anthropic
+
+        timeouts.append(anthropic.APITimeoutError)
+        upstream.append(anthropic.APIError)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, tuple(timeouts)):
+        return LLMTimeout
+    if isinstance(exc, tuple(upstream)):
+        return LLMUnavailable
+    return AgentRunError

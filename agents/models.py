@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class AgentThread(models.Model):
+    """A conversation. Its id is the LangGraph thread id; it belongs to one user."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_threads"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ("-updated_at",)
+        indexes = (models.Index(fields=("owner", "-updated_at"), name="thread_owner_updated_idx"),)
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class AgentRun(models.Model):
+    """One message to the agent and everything that happened while answering it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCESS = "success", "Success"
+        ERROR = "error", "Error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs"
+    )
+    thread = models.ForeignKey(AgentThread, on_delete=models.CASCADE, related_name="runs")
+    input = models.TextField()
+    response = models.TextField(blank=True, default="")
+    plan = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+    provider = models.CharField(max_length=32, blank=True, default="")
+    model = models.CharField(max_length=128, blank=True, default="")
+    # Token counts exactly as the LLM reported them; null when it reported none.
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # [{"name", "args", "ok", "output", "duration_ms"}], in call order.
+    tool_calls = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = (
+            models.Index(fields=("user", "-created_at"), name="run_user_created_idx"),
+            models.Index(fields=("thread", "created_at"), name="run_thread_created_idx"),
+            models.Index(fields=("status", "-created_at"), name="run_status_created_idx"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.status} run {self.id}"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from agents.models import AgentRun, AgentThread
+
+
+class RunInputSerializer(serializers.Serializer):
+    message = serializers.CharField(trim_whitespace=True, allow_blank=False)
+    thread_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+    metadata = serializers.DictField(required=False, allow_null=True, default=None)
+
+    def validate_message(self, value: str) -> str:
+        limit = settings.AGENT_MAX_MESSAGE_CHARS
+        if len(value) > limit:
+            raise serializers.ValidationError(
+                f"Ensure this field has no more than {limit} characters (it has {len(value)}).",
+                code="max_length",
+            )
+        return value
+
+    def validate_metadata(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            size = len(json.dumps(value, default=str))
+            if size > settings.AGENT_MAX_METADATA_BYTES:
+                raise serializers.ValidationError(
+                    f"Metadata is {size} bytes; at most {settings.AGENT_MAX_METADATA_BYTES}.",
+                    code="max_length",
+                )
+        return value
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(allow_null=True)
+    completion_tokens = serializers.IntegerField(allow_null=True)
+    total_tokens = serializers.IntegerField(allow_null=True)
+
+
+class RunResultSerializer(serializers.Serializer):
+    """The seed's response body."""
+
+    response = serializers.CharField()
+    thread_id = serializers.UUIDField()
+    trace_id = serializers.CharField(allow_null=True)
+    run_id = serializers.UUIDField()
+    latency_ms = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["success", "error"])
+    plan = serializers.CharField(allow_null=True)
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    usage = UsageSerializer()
+
+
+class RunErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    status = serializers.CharField(default="error")
+    run_id = serializers.UUIDField()
+    thread_id = serializers.UUIDField()
+
+
+class RunListSerializer(serializers.ModelSerializer):
+    thread_id = serializers.UUIDField(read_only=True)
+    user_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = AgentRun
+        fields: tuple[str, ...] = (
+            "id", "user_id", "thread_id", "input", "response", "status", "error", "latency_ms",
+            "trace_id", "provider", "model", "prompt_tokens", "completion_tokens",
+            "total_tokens", "created_at", "finished_at",
+        )  # fmt: skip
+        read_only_fields: tuple[str, ...] = fields
+
+
+class RunDetailSerializer(RunListSerializer):
+    class Meta(RunListSerializer.Meta):
+        fields: tuple[str, ...] = (*RunListSerializer.Meta.fields, "plan", "tool_calls", "metadata")
+        read_only_fields: tuple[str, ...] = fields
+
+
+class RunFilterSerializer(serializers.Serializer):
+    thread_id = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=AgentRun.Status.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    user = serializers.UUIDField(required=False, help_text="Superusers only: another user's runs.")
+
+
+class ThreadSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AgentThread
+        fields: tuple[str, ...] = ("id", "title", "created_at", "updated_at")
+        read_only_fields: tuple[str, ...] = fields
+
+
+class ThreadMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant", "tool"])
+    content = serializers.CharField(allow_blank=True)
+    tool_calls = serializers.ListField(child=serializers.DictField(), required=False)
+    name = serializers.CharField(required=False, allow_null=True)
+    tool_call_id = serializers.CharField(required=False)
+    status = serializers.CharField(required=False)
+
+
+class ThreadDetailSerializer(ThreadSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(ThreadSerializer.Meta):
+        fields: tuple[str, ...] = (*ThreadSerializer.Meta.fields, "messages")
+        read_only_fields: tuple[str, ...] = fields
+
+    def get_messages(self, thread: AgentThread) -> list[dict[str, Any]]:
+        return list(self.context.get("messages", []))

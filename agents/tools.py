@@ -1,0 +1,82 @@
+"""The Django side of the tool registry: caller-scoped database access and HTTP settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from langchain_core.tools import BaseTool
+
+from accounts import selectors as account_selectors
+from accounts.models import Item, User
+from agents.graph.http_tools import HttpToolConfig
+from agents.graph.tools import Record, build_tools
+
+
+def _user_record(user: User) -> Record:
+    # Never the password hash, tokens or permissions: only what a person would show.
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "full_name": user.full_name,
+        "is_active": user.is_active,
+        "is_superuser": user.is_superuser,
+    }
+
+
+def _item_record(item: Item) -> Record:
+    return {
+        "id": str(item.id),
+        "title": item.title,
+        "description": item.description,
+        "owner_id": str(item.owner_id),
+        "created_at": item.created_at.isoformat(),
+    }
+
+
+class ScopedDirectory:
+    """What one caller may see: themself and their items; a superuser, everything.
+
+    Anything out of scope answers exactly like something that does not exist.
+    """
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def user_by_email(self, email: str) -> Record | None:
+        found = (
+            account_selectors.user_list(actor=self.user).filter(email__iexact=email.strip()).first()
+        )
+        return _user_record(found) if found else None
+
+    def item_by_id(self, item_id: uuid.UUID) -> Record | None:
+        item = account_selectors.item_list_for_user(actor=self.user).filter(pk=item_id).first()
+        return _item_record(item) if item else None
+
+    def user_items(self, user_id: uuid.UUID | None, limit: int) -> list[Record] | None:
+        owner_id = user_id or self.user.id
+        if not account_selectors.user_list(actor=self.user).filter(pk=owner_id).exists():
+            return None
+        items = account_selectors.item_list_for_user(actor=self.user).filter(owner_id=owner_id)
+        return [_item_record(item) for item in items[:limit]]
+
+    def users(self, limit: int) -> list[Record]:
+        return [_user_record(u) for u in account_selectors.user_list(actor=self.user)[:limit]]
+
+
+def http_tool_config() -> HttpToolConfig | None:
+    if not settings.HTTP_TOOLS_ENABLED:
+        return None
+    return HttpToolConfig(
+        timeout_seconds=settings.HTTP_TOOL_TIMEOUT_SECONDS,
+        max_response_bytes=settings.HTTP_TOOL_MAX_RESPONSE_BYTES,
+        allowed_hosts=tuple(settings.HTTP_TOOL_ALLOWED_HOSTS),
+        allowed_networks=tuple(settings.HTTP_TOOL_ALLOWED_NETWORKS),
+    )
+
+
+def get_all_tools(*, user: User | None, **overrides: Any) -> list[BaseTool]:
+    """The tool registry for one run by ``user`` (no database tools without a user)."""
+    directory = ScopedDirectory(user) if user is not None else None
+    return build_tools(directory, overrides.get("http", http_tool_config()))

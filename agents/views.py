@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from agents import selectors, services
+from agents.models import AgentRun, AgentThread
+from agents.serializers import (
+    RunDetailSerializer,
+    RunErrorSerializer,
+    RunFilterSerializer,
+    RunInputSerializer,
+    RunListSerializer,
+    RunResultSerializer,
+    ThreadDetailSerializer,
+    ThreadSerializer,
+)
+from agents.service import AgentService
+from config.api.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
+
+UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
+
+
+def _user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class AgentViewSet(viewsets.GenericViewSet):
+    """Run the agent."""
+
+    serializer_class = RunInputSerializer
+
+    @extend_schema(
+        request=RunInputSerializer,
+        responses={
+            200: RunResultSerializer,
+            400: None,
+            404: None,
+            422: RunErrorSerializer,
+            502: RunErrorSerializer,
+            504: RunErrorSerializer,
+        },
+        description=(
+            "Send a message to the agent and wait for the answer. Pass `thread_id` to continue "
+            "a conversation; without it a new thread starts. 502: the LLM failed after its "
+            "retries; 504: it timed out; 422: the agent hit its step limit. The run is stored "
+            "in every case."
+        ),
+    )
+    @action(detail=False, methods=["post"])
+    def run(self, request: Request) -> Response:
+        serializer = RunInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = AgentService().run_agent(
+            _user(request), data["message"], data["thread_id"], data["metadata"]
+        )
+        return Response(result)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's run history, newest first."""
+
+    pagination_class = CreatedAtCursorPagination
+    lookup_value_regex = UUID_REGEX
+
+    def get_serializer_class(self) -> type[RunListSerializer]:
+        return RunDetailSerializer if self.action == "retrieve" else RunListSerializer
+
+    def get_queryset(self) -> Any:
+        if self.action != "list":
+            return AgentRun.objects.none()
+        filters = RunFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        runs = selectors.run_list_for_user(
+            user=_user(self.request), filters=dict(filters.validated_data)
+        )
+        return runs.defer("tool_calls", "metadata", "plan")
+
+    def get_object(self) -> AgentRun:
+        run = selectors.run_get_for_user(user=_user(self.request), run_id=self.kwargs["pk"])
+        if run is None:
+            raise NotFound("Run not found.")
+        return run
+
+    @extend_schema(
+        parameters=[
+            RunFilterSerializer,
+            OpenApiParameter("limit", int, description="Page size (default 20, at most 100)"),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+
+class ThreadViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The caller's conversations, latest activity first."""
+
+    serializer_class = ThreadSerializer
+    pagination_class = UpdatedAtCursorPagination
+    lookup_value_regex = UUID_REGEX
+
+    def get_queryset(self) -> Any:
+        return selectors.thread_list_for_user(user=_user(self.request))
+
+    @extend_schema(responses={200: ThreadDetailSerializer})
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        thread: AgentThread = self.get_object()
+        messages = selectors.thread_messages(thread=thread)
+        return Response(ThreadDetailSerializer(thread, context={"messages": messages}).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.thread_delete(thread=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

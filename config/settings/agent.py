@@ -1,0 +1,28 @@
+"""The agent: limits, memory (the LangGraph checkpointer) and the HTTP tools."""
+
+from config.env import BASE_DIR, env
+
+AGENT_MAX_STEPS: int = env.int("AGENT_MAX_STEPS", default=8)
+AGENT_MAX_MESSAGE_CHARS: int = env.int("AGENT_MAX_MESSAGE_CHARS", default=16_000)
+AGENT_MAX_HISTORY_MESSAGES: int = env.int("AGENT_MAX_HISTORY_MESSAGES", default=40)
+AGENT_MAX_METADATA_BYTES: int = env.int("AGENT_MAX_METADATA_BYTES", default=16_384)
+
+# Memory. PostgreSQL databases keep checkpoints in the same database (or
+# AGENT_CHECKPOINT_DATABASE_URL); SQLite databases use a SQLite file of their own.
+AGENT_CHECKPOINT_DATABASE_URL: str = env.str("AGENT_CHECKPOINT_DATABASE_URL", default="")
+AGENT_CHECKPOINT_SQLITE_PATH: str = env.str(
+    "AGENT_CHECKPOINT_SQLITE_PATH", default=str(BASE_DIR / "var" / "checkpoints.sqlite3")
+)
+AGENT_CHECKPOINT_POOL_MIN_SIZE: int = env.int("AGENT_CHECKPOINT_POOL_MIN_SIZE", default=1)
+AGENT_CHECKPOINT_POOL_MAX_SIZE: int = env.int("AGENT_CHECKPOINT_POOL_MAX_SIZE", default=10)
+AGENT_CHECKPOINT_POOL_MAX_IDLE: float = env.float("AGENT_CHECKPOINT_POOL_MAX_IDLE", default=300.0)
+AGENT_CHECKPOINT_POOL_MAX_LIFETIME: float = env.float(
+    "AGENT_CHECKPOINT_POOL_MAX_LIFETIME", default=1800.0
+)
+
+HTTP_TOOLS_ENABLED: bool = env.bool("HTTP_TOOLS_ENABLED", default=True)
+HTTP_TOOL_ALLOWED_HOSTS: list[str] = env.list("HTTP_TOOL_ALLOWED_HOSTS", default=[])
+# CIDRs exempted from the private-network block, for intranet APIs. Empty: public internet only.
+HTTP_TOOL_ALLOWED_NETWORKS: list[str] = env.list("HTTP_TOOL_ALLOWED_NETWORKS", default=[])
+HTTP_TOOL_TIMEOUT_SECONDS: float = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
+HTTP_TOOL_MAX_RESPONSE_BYTES: int = env.int("HTTP_TOOL_MAX_RESPONSE_BYTES", default=100_000)
