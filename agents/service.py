@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -116,6 +117,29 @@ def _usage(handler: UsageMetadataCallbackHandler) -> dict[str, int | None]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
+class _Cancellation(BaseCallbackHandler):
+    """Aborts LLM calls once ``event`` is set: raising in a streaming callback closes the HTTP
+    response, so the provider stops generating (and billing) for a client that left."""
+
+    raise_error = True
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def _check(self) -> None:
+        if self.event.is_set():
+            raise RunCancelled()
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+
 class AgentService:
     def __init__(
         self,
@@ -151,15 +175,27 @@ class AgentService:
         metadata: dict[str, Any] | None = None,
         *,
         tokens: bool = False,
+        cancel: threading.Event | None = None,
     ) -> Iterator[AgentEvent]:
+        """``start_run`` then ``execute``: the whole lifecycle as one stream of events."""
+        run = self.start_run(user, message, thread_id, metadata)
+        yield from self.execute(run, tokens=tokens, cancel=cancel)
+
+    def start_run(
+        self,
+        user: User,
+        message: str,
+        thread_id: uuid.UUID | str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AgentRun:
+        """Resolve the thread (``ThreadNotFound`` for another user's) and record the run."""
         if isinstance(thread_id, str):
             thread_id = uuid.UUID(thread_id)
         info = model_info()
-        model = self._model or get_chat_model()
         thread = services.thread_resolve_for_run(
             user=user, thread_id=thread_id, first_message=message
         )
-        run = services.run_start(
+        return services.run_start(
             user=user,
             thread=thread,
             message=message,
@@ -167,6 +203,22 @@ class AgentService:
             provider=info.provider,
             model=info.model,
         )
+
+    def execute(
+        self,
+        run: AgentRun,
+        *,
+        tokens: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[AgentEvent]:
+        """Run the graph for a started run and finish its record, whatever happens.
+
+        ``tokens`` streams the final answer's tokens as ``token`` events. Setting ``cancel``
+        (the client went away) aborts the LLM request in flight and records the run as error.
+        """
+        user, thread, message = run.user, run.thread, run.input
+        info = model_info()
+        model = self._model or get_chat_model()
         started = time.perf_counter()
         state = _RunState(model=info.model)
         usage = UsageMetadataCallbackHandler()
@@ -179,7 +231,7 @@ class AgentService:
         )
         config: RunnableConfig = {
             "configurable": {"thread_id": str(thread.id)},
-            "callbacks": [usage],
+            "callbacks": [usage, _Cancellation(cancel)] if cancel else [usage],
             "recursion_limit": settings.AGENT_MAX_STEPS * 2 + 10,
             "run_name": "agent_run",
             "metadata": {"run_id": str(run.id), "user_id": str(user.id)},
@@ -234,9 +286,11 @@ class AgentService:
             self._repair_thread(graph, config)
             raise
         except Exception as exc:
-            error = self._domain_error(exc)
+            cancelled = cancel is not None and cancel.is_set()
+            error = RunCancelled() if cancelled else self._domain_error(exc)
             logger.warning("Agent run %s failed: %s", run.id, exc)
-            finish(AgentRun.Status.ERROR, error=f"{error.code}: {exc}"[:4000])
+            reason = "cancelled: the client disconnected" if cancelled else f"{error.code}: {exc}"
+            finish(AgentRun.Status.ERROR, error=reason[:4000])
             self._repair_thread(graph, config)
             error.extra = {"status": "error", "run_id": str(run.id), "thread_id": str(thread.id)}
             yield AgentEvent(

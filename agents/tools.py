@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import connections
 from langchain_core.tools import BaseTool
 
 from accounts import selectors as account_selectors
 from accounts.models import Item, User
 from agents.graph.http_tools import HttpToolConfig
 from agents.graph.tools import Record, build_tools
+
+T = TypeVar("T")
 
 
 def _user_record(user: User) -> Record:
@@ -35,6 +41,22 @@ def _item_record(item: Item) -> Record:
     }
 
 
+def _closes_foreign_connections(func: Callable[..., T]) -> Callable[..., T]:
+    """LangGraph runs nodes on its own worker threads. Django opens a connection per thread and
+    never closes one a finished worker leaves behind, so a tool running off the caller's thread
+    closes its connections when done."""
+
+    @functools.wraps(func)
+    def wrapper(self: ScopedDirectory, *args: Any, **kwargs: Any) -> T:
+        try:
+            return func(self, *args, **kwargs)
+        finally:
+            if threading.get_ident() != self.owner_thread:
+                connections.close_all()
+
+    return wrapper
+
+
 class ScopedDirectory:
     """What one caller may see: themself and their items; a superuser, everything.
 
@@ -43,17 +65,21 @@ class ScopedDirectory:
 
     def __init__(self, user: User) -> None:
         self.user = user
+        self.owner_thread = threading.get_ident()
 
+    @_closes_foreign_connections
     def user_by_email(self, email: str) -> Record | None:
         found = (
             account_selectors.user_list(actor=self.user).filter(email__iexact=email.strip()).first()
         )
         return _user_record(found) if found else None
 
+    @_closes_foreign_connections
     def item_by_id(self, item_id: uuid.UUID) -> Record | None:
         item = account_selectors.item_list_for_user(actor=self.user).filter(pk=item_id).first()
         return _item_record(item) if item else None
 
+    @_closes_foreign_connections
     def user_items(self, user_id: uuid.UUID | None, limit: int) -> list[Record] | None:
         owner_id = user_id or self.user.id
         if not account_selectors.user_list(actor=self.user).filter(pk=owner_id).exists():
@@ -61,6 +87,7 @@ class ScopedDirectory:
         items = account_selectors.item_list_for_user(actor=self.user).filter(owner_id=owner_id)
         return [_item_record(item) for item in items[:limit]]
 
+    @_closes_foreign_connections
     def users(self, limit: int) -> list[Record]:
         return [_user_record(u) for u in account_selectors.user_list(actor=self.user)[:limit]]
 

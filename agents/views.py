@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -23,6 +26,7 @@ from agents.serializers import (
     ThreadSerializer,
 )
 from agents.service import AgentService
+from agents.streaming import stream_events
 from config.api.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
@@ -33,10 +37,28 @@ def _user(request: Request) -> User:
     return request.user
 
 
+class JSONErrorsNegotiation(BaseContentNegotiation):
+    """The stream endpoint answers ``text/event-stream`` itself; anything DRF renders there
+    (validation and permission errors) is JSON, whatever the client's ``Accept`` says."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None) -> Any:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
 class AgentViewSet(viewsets.GenericViewSet):
     """Run the agent."""
 
     serializer_class = RunInputSerializer
+
+    def get_content_negotiator(self) -> BaseContentNegotiation:
+        # Not cached: DRF asks once before the action is known (for parsers) and once after.
+        if getattr(self, "action", None) == "run_stream":
+            return JSONErrorsNegotiation()
+        return DefaultContentNegotiation()
 
     @extend_schema(
         request=RunInputSerializer,
@@ -64,6 +86,33 @@ class AgentViewSet(viewsets.GenericViewSet):
             _user(request), data["message"], data["thread_id"], data["metadata"]
         )
         return Response(result)
+
+    @extend_schema(
+        request=RunInputSerializer,
+        responses={(200, "text/event-stream"): str, 400: None, 404: None},
+        description=(
+            "Like `run`, answered as Server-Sent Events, each `data:` a JSON object: "
+            "`run` {run_id, thread_id, trace_id}, `plan` {plan}, `tool_call` {name, args}, "
+            "`tool_result` {name, ok, summary}, `token` {text}, then `done` (the body of "
+            "`/agent/run`) or `error` {detail, code, run_id}. Comment lines are heartbeats. "
+            "Disconnecting stops the run."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="run/stream")
+    def run_stream(self, request: Request) -> StreamingHttpResponse:
+        serializer = RunInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        service = AgentService()
+        # Validation and thread ownership fail here, as plain JSON errors, before any stream.
+        run = service.start_run(
+            _user(request), data["message"], data["thread_id"], data["metadata"]
+        )
+        events = stream_events(lambda cancel: service.execute(run, tokens=True, cancel=cancel))
+        response = StreamingHttpResponse(events, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
+        return response
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

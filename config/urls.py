@@ -1,10 +1,17 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents import pages
 from config import views
 
 urlpatterns = [
+    path("", pages.home, name="home"),
+    path("chat/", pages.chat, name="chat"),
+    path("chat/<uuid:thread_id>/", pages.chat, name="chat-thread"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),

@@ -26,3 +26,7 @@ HTTP_TOOL_ALLOWED_HOSTS: list[str] = env.list("HTTP_TOOL_ALLOWED_HOSTS", default
 HTTP_TOOL_ALLOWED_NETWORKS: list[str] = env.list("HTTP_TOOL_ALLOWED_NETWORKS", default=[])
 HTTP_TOOL_TIMEOUT_SECONDS: float = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
 HTTP_TOOL_MAX_RESPONSE_BYTES: int = env.int("HTTP_TOOL_MAX_RESPONSE_BYTES", default=100_000)
+
+# Seconds between SSE comment lines on an idle stream, so proxies keep the connection open.
+AGENT_STREAM_HEARTBEAT_SECONDS: float = env.float("AGENT_STREAM_HEARTBEAT_SECONDS", default=15.0)
+AGENT_CHAT_ENABLED: bool = env.bool("AGENT_CHAT_ENABLED", default=True)

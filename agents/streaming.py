@@ -1,0 +1,73 @@
+"""Server-Sent Events for agent runs, served from an async iterator so that ASGI streams them.
+
+The graph and the ORM are synchronous, so the run executes on a worker thread and hands its
+events to the response through an ``asyncio.Queue``. If the client disconnects, the ASGI server
+cancels the response iterator; that sets the run's cancel event, which aborts the LLM request in
+flight and lets ``AgentService.execute`` record the run as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from agents.service import AgentEvent
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    payload = json.dumps(data, ensure_ascii=False, default=str)
+    return f"event: {event}\ndata: {payload}\n\n"
+
+
+async def stream_events(
+    produce: Callable[[threading.Event], Iterator[AgentEvent]],
+    *,
+    heartbeat_seconds: float | None = None,
+) -> AsyncIterator[str]:
+    """Run ``produce(cancel)`` on a thread; yield its events as SSE text, with heartbeats."""
+    heartbeat = heartbeat_seconds or settings.AGENT_STREAM_HEARTBEAT_SECONDS
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def put(item: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            for event in produce(cancel):
+                put(event)
+        except Exception:  # execute() records its own failures; this is a last resort
+            logger.exception("Agent stream worker failed")
+            put(AgentEvent("error", {"detail": "The agent failed.", "code": "agent_error"}))
+        finally:
+            connections.close_all()  # this thread's connections die with it
+            put(_END)
+
+    worker = threading.Thread(target=work, name="agent-stream", daemon=True)
+    worker.start()
+    try:
+        yield ": stream open\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=heartbeat)
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            if item is _END:
+                break
+            yield sse(item.event, item.data)
+    finally:
+        # Normal end, or the client went away (the server cancelled this iterator).
+        cancel.set()
