@@ -4,6 +4,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from agents.models import AgentRun, AgentThread
@@ -74,9 +75,8 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Thread", ordering="thread")
     def thread_link(self, run: AgentRun) -> str:
-        return format_html(
-            '<a href="../../agentthread/{}/change/">{}</a>', run.thread_id, run.thread
-        )
+        url = reverse("admin:agents_agentthread_change", args=[run.thread_id])
+        return format_html('<a href="{}">{}</a>', url, run.thread)
 
     @admin.display(description="Input")
     def short_input(self, run: AgentRun) -> str:

@@ -27,15 +27,24 @@ STEP_LIMIT_ERROR = "step_limit"
 
 
 def _recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessage]:
-    """The tail of the conversation, starting on a human turn so tool calls stay paired."""
-    return trim_messages(  # type: ignore[return-value]
-        list(messages),
+    """The tail of the conversation, starting on a human turn so tool calls stay paired.
+
+    The current turn is never cut: if it alone is longer than ``max_messages`` (many tool
+    calls), it is kept whole, so the model always sees the question it is answering.
+    """
+    messages = list(messages)
+    trimmed: list[AnyMessage] = trim_messages(  # type: ignore[assignment]
+        messages,
         max_tokens=max_messages,
         token_counter=len,
         strategy="last",
         start_on="human",
         allow_partial=False,
     )
+    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+    if humans and len(messages) - humans[-1] > len(trimmed):
+        return messages[humans[-1] :]
+    return trimmed
 
 
 def _conversation_only(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
