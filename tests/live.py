@@ -64,4 +64,31 @@ def run_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    log_path.unlink(missing_ok=True)
+    if os.environ.get("KEEP_SERVER_LOGS") != "1":
+        log_path.unlink(missing_ok=True)
+
+
+def database_env() -> dict[str, str]:
+    """Environment that points a server process at the database the tests are using."""
+    from urllib.parse import quote
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        "APP_ENV": "test",
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHE_KEY_PREFIX,
+        "AGENT_CHECKPOINT_SQLITE_PATH": settings.AGENT_CHECKPOINT_SQLITE_PATH,
+    }
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        auth = quote(db.get("USER") or "", safe="")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+    return env
