@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,6 +10,16 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkpointer_closed_before_db_teardown(django_db_setup: None) -> Iterator[None]:
+    """The PostgreSQL checkpointer keeps a pool open on the test database; close it before
+    pytest-django drops that database (else: "database ... is being accessed by other users")."""
+    yield
+    from agents.checkpointer import close_checkpointer
+
+    close_checkpointer()
 
 
 @pytest.fixture

@@ -7,10 +7,20 @@ from django.conf import settings
 from rest_framework import serializers
 
 from agents.models import AgentRun, AgentThread
+from agents.tracing import trace_url
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 42 into "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class RunInputSerializer(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=True, allow_blank=False)
+    message = StrictCharField(trim_whitespace=True, allow_blank=False)
     thread_id = serializers.UUIDField(required=False, allow_null=True, default=None)
     metadata = serializers.DictField(required=False, allow_null=True, default=None)
 
@@ -46,6 +56,7 @@ class RunResultSerializer(serializers.Serializer):
     response = serializers.CharField()
     thread_id = serializers.UUIDField()
     trace_id = serializers.CharField(allow_null=True)
+    trace_url = serializers.URLField(allow_null=True)
     run_id = serializers.UUIDField()
     latency_ms = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["success", "error"])
@@ -66,15 +77,20 @@ class RunErrorSerializer(serializers.Serializer):
 class RunListSerializer(serializers.ModelSerializer):
     thread_id = serializers.UUIDField(read_only=True)
     user_id = serializers.UUIDField(read_only=True)
+    trace_url = serializers.SerializerMethodField()
 
     class Meta:
         model = AgentRun
         fields: tuple[str, ...] = (
             "id", "user_id", "thread_id", "input", "response", "status", "error", "latency_ms",
-            "trace_id", "provider", "model", "prompt_tokens", "completion_tokens",
+            "trace_id", "trace_url", "provider", "model", "prompt_tokens", "completion_tokens",
             "total_tokens", "created_at", "finished_at",
         )  # fmt: skip
         read_only_fields: tuple[str, ...] = fields
+
+    def get_trace_url(self, run: AgentRun) -> str | None:
+        """Where the run's Langfuse trace is; null when the run was not traced."""
+        return trace_url(run.trace_id or None)
 
 
 class RunDetailSerializer(RunListSerializer):
