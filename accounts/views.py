@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView
 
 from accounts import selectors, services
 from accounts.models import Item, User
@@ -31,6 +32,7 @@ from accounts.serializers import (
     UserUpdateSerializer,
 )
 from config.exceptions import ApplicationError
+from config.ratelimit import LOGIN, rate_limit
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -74,7 +76,8 @@ class LoginAccessTokenView(APIView):
     authentication_classes: list[type] = []
     permission_classes = (permissions.AllowAny,)
 
-    @extend_schema(request=LoginSerializer, responses={200: TokenSerializer}, auth=[])
+    @extend_schema(request=LoginSerializer, responses={200: TokenSerializer, 429: None}, auth=[])
+    @rate_limit(LOGIN)
     def post(self, request: Request) -> Response:
         serializer = LoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -92,6 +95,15 @@ class LoginAccessTokenView(APIView):
             raise InvalidCredentials()
         assert isinstance(user, User)
         return Response(token_pair_for(user))
+
+
+class RateLimitedTokenObtainPairView(TokenObtainPairView):
+    """simplejwt's password login (``auth/token/``) under the same per-IP limit as
+    ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP."""
+
+    @rate_limit(LOGIN)
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(APIView):
@@ -193,7 +205,10 @@ class UserViewSet(
 
     def me_payload(self, user: User) -> dict[str, Any]:
         """The caller's profile; other apps extend it (see ``agents`` for token budgets)."""
-        return dict(UserOutputSerializer(user).data)
+        # Imported here: agents depends on accounts, not the other way round at import time.
+        from agents.budget import token_budget
+
+        return {**UserOutputSerializer(user).data, "token_budget": token_budget(user)}
 
     @extend_schema(request=PasswordChangeSerializer, responses={204: None})
     @action(detail=False, methods=["patch", "post"], url_path="me/password")

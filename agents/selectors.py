@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
 from accounts.models import User
 from agents.models import AgentRun, AgentThread
@@ -83,3 +85,18 @@ def thread_messages(*, thread: AgentThread) -> list[dict[str, Any]]:
         return []
     messages = checkpoint.checkpoint.get("channel_values", {}).get("messages") or []
     return [record for m in messages if (record := _message_record(m)) is not None]
+
+
+def utc_day_start(now: datetime | None = None) -> datetime:
+    """Midnight UTC of ``now``'s day: when daily token budgets start again."""
+    now = (now or timezone.now()).astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def tokens_used_today(*, user: User) -> int:
+    """Tokens the user's runs used today (UTC), as the LLM reported them (runs created today;
+    runs that reported none count 0)."""
+    total = AgentRun.objects.filter(user=user, created_at__gte=utc_day_start()).aggregate(
+        total=Sum("total_tokens")
+    )["total"]
+    return int(total or 0)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from agents import selectors, services
+from agents.budget import within_token_budget
 from agents.models import AgentRun, AgentThread
 from agents.serializers import (
     RunDetailSerializer,
@@ -28,6 +29,7 @@ from agents.serializers import (
 from agents.service import AgentService
 from agents.streaming import stream_events
 from config.api.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
+from config.ratelimit import AGENT, rate_limit
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -67,6 +69,7 @@ class AgentViewSet(viewsets.GenericViewSet):
             400: None,
             404: None,
             422: RunErrorSerializer,
+            429: None,
             502: RunErrorSerializer,
             504: RunErrorSerializer,
         },
@@ -78,6 +81,8 @@ class AgentViewSet(viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"])
+    @rate_limit(AGENT)
+    @within_token_budget
     def run(self, request: Request) -> Response:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -89,7 +94,7 @@ class AgentViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         request=RunInputSerializer,
-        responses={(200, "text/event-stream"): str, 400: None, 404: None},
+        responses={(200, "text/event-stream"): str, 400: None, 404: None, 429: None},
         description=(
             "Like `run`, answered as Server-Sent Events, each `data:` a JSON object: "
             "`run` {run_id, thread_id, trace_id}, `plan` {plan}, `tool_call` {name, args}, "
@@ -99,6 +104,8 @@ class AgentViewSet(viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"], url_path="run/stream")
+    @rate_limit(AGENT)
+    @within_token_budget
     def run_stream(self, request: Request) -> StreamingHttpResponse:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
