@@ -9,6 +9,7 @@ flight and lets ``AgentService.execute`` record the run as cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import threading
@@ -55,7 +56,9 @@ async def stream_events(
             connections.close_all()  # this thread's connections die with it
             put(_END)
 
-    worker = threading.Thread(target=work, name="agent-stream", daemon=True)
+    # The worker carries the request's log context (correlation id) with it.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(work,), name="agent-stream", daemon=True)
     worker.start()
     try:
         yield ": stream open\n\n"

@@ -1,4 +1,8 @@
-"""Logging: readable text in local, one JSON object a line elsewhere."""
+"""Logging: readable text in local, one JSON object a line elsewhere.
+
+Every line carries ``correlation_id`` (the request's ``X-Request-ID``) and, where known,
+``user_id``, ``run_id``, ``thread_id`` and ``trace_id`` (see ``config.logging``).
+"""
 
 from config.env import env
 
@@ -10,19 +14,32 @@ LOG_FORMAT: str = env.str(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "config.logging.ContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)-8s %(name)s: %(message)s"},
+        "text": {
+            "format": "%(asctime)s %(levelname)-8s [%(correlation_id)s] %(name)s: %(message)s"
+        },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+            "()": "config.logging.JsonContextFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,  # ISO 8601, UTC
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # Uvicorn's own access log has no correlation id; ours (config.access) does.
+        "uvicorn.access": {"level": "WARNING"},
     },
 }

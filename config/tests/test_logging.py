@@ -1,0 +1,84 @@
+"""JSON logs with correlation ids: one request id finds the request's lines and its run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+
+import httpx
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.tests.factories import UserFactory
+from agents.models import AgentRun
+from config.logging import ContextFilter, JsonContextFormatter, bind_log_context
+from tests.live import BASE_DIR, database_env, run_server
+
+
+def test_json_lines_carry_the_context_fields():
+    record = logging.LogRecord("agents.service", logging.INFO, __file__, 1, "hello %s", ("x",), None)
+    formatter = JsonContextFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp=True,
+    )
+    with bind_log_context(correlation_id="req-1", run_id="run-1", user_id=None):
+        ContextFilter().filter(record)
+    line = json.loads(formatter.format(record))
+    assert line["message"] == "hello x"
+    assert line["level"] == "INFO"
+    assert line["logger"] == "agents.service"
+    assert line["correlation_id"] == "req-1"
+    assert line["run_id"] == "run-1"
+    assert "user_id" not in line  # unknown fields are left out, not "-"
+    assert line["timestamp"].endswith("+00:00")
+
+
+@pytest.mark.django_db
+def test_request_id_is_echoed_or_generated(client):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")
+    assert response["X-Request-ID"] == "abc-123"
+    generated = client.get("/healthz")["X-Request-ID"]
+    assert len(generated) == 32
+    # Anything that isn't a sane token is replaced rather than echoed into logs and headers.
+    hostile = client.get("/healthz", HTTP_X_REQUEST_ID="x\nInjected: 1" + "a" * 200)
+    assert hostile["X-Request-ID"] != "x\nInjected: 1"
+    assert len(hostile["X-Request-ID"]) == 32
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
+    user = UserFactory()
+    token = AccessToken.for_user(user)
+    env = {**database_env(), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    with run_server(env, keep_log=True) as url:
+        response = httpx.post(
+            f"{url}/api/v1/agent/run",
+            json={"message": "show my items"},
+            headers={"Authorization": f"Bearer {token}", "X-Request-ID": "trace-me-42"},
+            timeout=30,
+        )
+        port = url.rsplit(":", 1)[1]
+    assert response.status_code == HTTPStatus.OK
+    assert response.headers["X-Request-ID"] == "trace-me-42"
+    log_path = BASE_DIR / "var" / f"live-server-{port}.log"
+    lines = []
+    for raw in log_path.read_text().splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))  # every line the app writes parses as JSON
+    log_path.unlink()
+    mine = [line for line in lines if line.get("correlation_id") == "trace-me-42"]
+    run = AgentRun.objects.get(pk=response.json()["run_id"])
+    run_lines = [line for line in mine if line.get("event") == "agent_run"]
+    assert len(run_lines) == 1
+    assert run_lines[0]["run_id"] == str(run.id)
+    assert run_lines[0]["thread_id"] == str(run.thread_id)
+    assert run_lines[0]["user_id"] == str(user.id)
+    access = [line for line in mine if line["logger"] == "config.access"]
+    assert access[0]["status"] == HTTPStatus.OK
+    # No prompt text, tokens or secrets at INFO.
+    text = json.dumps(mine)
+    assert "show my items" not in text
+    assert str(token) not in text
