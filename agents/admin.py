@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from agents.models import AgentRun, AgentThread
+from agents.tracing import trace_url
 
 
 class ReadOnlyAdminMixin:
@@ -52,7 +53,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "prompt_tokens",
                     "completion_tokens",
                     "total_tokens",
-                    "trace_id",
+                    "trace_link",
                 )
             },
         ),
@@ -61,7 +62,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "id", "user", "thread_link", "status", "created_at", "finished_at", "input_display",
         "plan_display", "response_display", "tool_calls_display", "error_display", "provider",
-        "model", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "trace_id",
+        "model", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "trace_link",
         "metadata_display",
     )  # fmt: skip
 
@@ -77,6 +78,13 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def thread_link(self, run: AgentRun) -> str:
         url = reverse("admin:agents_agentthread_change", args=[run.thread_id])
         return format_html('<a href="{}">{}</a>', url, run.thread)
+
+    @admin.display(description="Langfuse trace")
+    def trace_link(self, run: AgentRun) -> str:
+        url = trace_url(run.trace_id or None)
+        if not url:
+            return "— (not traced)"
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, run.trace_id)
 
     @admin.display(description="Input")
     def short_input(self, run: AgentRun) -> str:

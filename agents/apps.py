@@ -11,3 +11,14 @@ class AgentsConfig(AppConfig):
         from agents.checkpointer import setup_checkpoint_tables_on_migrate
 
         post_migrate.connect(setup_checkpoint_tables_on_migrate, sender=self)
+
+        from agents import metrics
+
+        metrics.startup()  # app_info, LLM prices, zero-valued series
+
+        from agents import tracing
+
+        # Langfuse exports in the background: flush it when a management command ends (the
+        # process exit is covered by the atexit handler the client registers when created).
+        tracing.install_command_flush()
+        tracing.import_sdk()  # when enabled; the client itself is created per process, lazily
