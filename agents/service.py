@@ -27,14 +27,22 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StreamMode
 
 from accounts.models import User
-from agents import services
+from agents import metrics, services
 from agents.checkpointer import get_checkpointer
-from agents.errors import AgentRunError, RunCancelled, StepLimitExceeded, classify_exception
+from agents.errors import (
+    AgentRunError,
+    LLMTimeout,
+    RunCancelled,
+    StepLimitExceeded,
+    classify_exception,
+)
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
 from agents.tools import get_all_tools
+from agents.tracing import run_trace, trace_url
+from config.logging import bind_log_context, correlation_id
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,7 @@ class _RunState:
         record["ok"] = message.status != "error"
         record["output"] = content[:TOOL_OUTPUT_CHARS]
         record["duration_ms"] = message.additional_kwargs.get("duration_ms")
+        metrics.tool_called(tool=str(record["name"]), ok=bool(record["ok"]))
         return AgentEvent(
             "tool_result",
             {"name": record["name"], "ok": record["ok"], "summary": _summary(content)},
@@ -215,6 +224,8 @@ class AgentService:
 
         ``tokens`` streams the final answer's tokens as ``token`` events. Setting ``cancel``
         (the client went away) aborts the LLM request in flight and records the run as error.
+        Each run is one Langfuse trace (when tracing is on and the run is sampled), counted in
+        the Prometheus metrics, and logged with its ids.
         """
         user, thread, message = run.user, run.thread, run.input
         info = model_info()
@@ -229,11 +240,14 @@ class AgentService:
             max_steps=settings.AGENT_MAX_STEPS,
             max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
         )
+        callbacks: list[BaseCallbackHandler] = [usage, metrics.LLMTimingCallback()]
+        if cancel is not None:
+            callbacks.append(_Cancellation(cancel))
         config: RunnableConfig = {
             "configurable": {"thread_id": str(thread.id)},
-            "callbacks": [usage, _Cancellation(cancel)] if cancel else [usage],
+            "callbacks": callbacks,
             "recursion_limit": settings.AGENT_MAX_STEPS * 2 + 10,
-            "run_name": "agent_run",
+            "run_name": "agent_graph",
             "metadata": {"run_id": str(run.id), "user_id": str(user.id)},
         }
         graph_input = {
@@ -245,8 +259,17 @@ class AgentService:
         }
         modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
 
-        def finish(status: str, **extra: Any) -> AgentRun:
-            return services.run_finish(
+        def finish(status: str, metric_status: str, **extra: Any) -> AgentRun:
+            counts = _usage(usage)
+            # Counted first: a failing database write must not leave the gauge one too high.
+            metrics.run_finished(
+                status=metric_status,
+                duration_s=time.perf_counter() - started,
+                prompt_tokens=counts["prompt_tokens"],
+                completion_tokens=counts["completion_tokens"],
+                model=state.model or info.model,
+            )
+            finished = services.run_finish(
                 run=run,
                 status=status,
                 plan=state.plan,
@@ -254,54 +277,112 @@ class AgentService:
                 model=state.model or info.model,
                 tool_calls=state.tool_calls,
                 latency_ms=int((time.perf_counter() - started) * 1000),
-                **_usage(usage),
+                **counts,
                 **extra,
             )
-
-        try:
-            yield AgentEvent(
-                "run", {"run_id": str(run.id), "thread_id": str(thread.id), "trace_id": None}
+            # One line per run: what a person searching the logs for a request id wants.
+            logger.info(
+                "agent_run %s in %s ms",
+                finished.status,
+                finished.latency_ms,
+                extra={
+                    "event": "agent_run",
+                    "status": finished.status,
+                    "latency_ms": finished.latency_ms,
+                    "model": finished.model,
+                    "total_tokens": finished.total_tokens,
+                    "tool_calls": len(finished.tool_calls),
+                    "error": finished.error[:200] if finished.error else None,
+                },
             )
-            stream: Iterator[Any] = graph.stream(graph_input, config, stream_mode=modes)
-            for mode, chunk in stream:
-                if mode == "messages":
-                    piece, meta = chunk
-                    if (
-                        meta.get("langgraph_node") == "executor"
-                        and isinstance(piece, AIMessageChunk)
-                        and piece.text
-                    ):
-                        yield AgentEvent("token", {"text": piece.text})
-                    continue
-                for node, update in (chunk or {}).items():
-                    yield from self._on_update(node, update or {}, state)
-            if state.error == STEP_LIMIT_ERROR:
-                raise StepLimitExceeded(
-                    f"The agent reached its step limit ({settings.AGENT_MAX_STEPS} steps) "
-                    "before it could answer."
+            return finished
+
+        stream: Any = None  # LangGraph's stream: a generator, closed early on GeneratorExit
+        with (
+            bind_log_context(user_id=user.id, run_id=run.id, thread_id=thread.id),
+            run_trace(
+                run_id=run.id,
+                user_id=user.id,
+                thread_id=thread.id,
+                model=info.model,
+                metadata=run.metadata,
+                correlation_id=correlation_id(),
+                input=message,
+            ) as trace,
+            bind_log_context(trace_id=trace.trace_id),
+        ):
+            config["callbacks"] = [*callbacks, *trace.callbacks]
+            trace_id = trace.trace_id or ""
+            metrics.run_started()
+            try:
+                yield AgentEvent(
+                    "run",
+                    {
+                        "run_id": str(run.id),
+                        "thread_id": str(thread.id),
+                        "trace_id": trace.trace_id,
+                    },
                 )
-        except GeneratorExit:
-            # The consumer went away (a client disconnected): stop, and say so in the record.
-            finish(AgentRun.Status.ERROR, error="cancelled: the client disconnected")
-            self._repair_thread(graph, config)
-            raise
-        except Exception as exc:
-            cancelled = cancel is not None and cancel.is_set()
-            error = RunCancelled() if cancelled else self._domain_error(exc)
-            logger.warning("Agent run %s failed: %s", run.id, exc)
-            reason = "cancelled: the client disconnected" if cancelled else f"{error.code}: {exc}"
-            finish(AgentRun.Status.ERROR, error=reason[:4000])
-            self._repair_thread(graph, config)
-            error.extra = {"status": "error", "run_id": str(run.id), "thread_id": str(thread.id)}
-            yield AgentEvent(
-                "error",
-                {"detail": error.detail, "code": error.code, "run_id": str(run.id)},
-                exception=error,
-            )
-            return
+                stream = graph.stream(graph_input, config, stream_mode=modes)
+                for mode, chunk in stream:
+                    if mode == "messages":
+                        piece, meta = chunk
+                        if (
+                            meta.get("langgraph_node") == "executor"
+                            and isinstance(piece, AIMessageChunk)
+                            and piece.text
+                        ):
+                            yield AgentEvent("token", {"text": piece.text})
+                        continue
+                    for node, update in (chunk or {}).items():
+                        yield from self._on_update(node, update or {}, state)
+                if state.error == STEP_LIMIT_ERROR:
+                    raise StepLimitExceeded(
+                        f"The agent reached its step limit ({settings.AGENT_MAX_STEPS} steps) "
+                        "before it could answer."
+                    )
+            except GeneratorExit:
+                # Closing LangGraph's stream waits for its pending checkpoint writes; only then
+                # does the repair see every tool call the run left open.
+                if stream is not None:
+                    stream.close()
+                # The consumer went away (a client disconnected): stop, and say so in the record.
+                reason = "cancelled: the client disconnected"
+                trace.set_output(error=reason)
+                finish(AgentRun.Status.ERROR, "failed", error=reason, trace_id=trace_id)
+                self._repair_thread(graph, config)
+                raise
+            except Exception as exc:
+                cancelled = cancel is not None and cancel.is_set()
+                error = RunCancelled() if cancelled else self._domain_error(exc)
+                logger.warning("Agent run %s failed: %s", run.id, exc)
+                reason = (
+                    "cancelled: the client disconnected" if cancelled else f"{error.code}: {exc}"
+                )
+                trace.set_output(error=reason)
+                finish(
+                    AgentRun.Status.ERROR,
+                    "timeout" if isinstance(error, LLMTimeout) else "failed",
+                    error=reason[:4000],
+                    trace_id=trace_id,
+                )
+                self._repair_thread(graph, config)
+                error.extra = {
+                    "status": "error",
+                    "run_id": str(run.id),
+                    "thread_id": str(thread.id),
+                    "trace_id": trace.trace_id,
+                }
+                yield AgentEvent(
+                    "error",
+                    {"detail": error.detail, "code": error.code, "run_id": str(run.id)},
+                    exception=error,
+                )
+                return
 
-        finished = finish(AgentRun.Status.SUCCESS)
-        yield AgentEvent("done", self.result(finished))
+            trace.set_output(output=state.response)
+            finished = finish(AgentRun.Status.SUCCESS, "completed", trace_id=trace_id)
+            yield AgentEvent("done", self.result(finished))
 
     @staticmethod
     def result(run: AgentRun) -> dict[str, Any]:
@@ -316,6 +397,7 @@ class AgentService:
             "plan": run.plan or None,
             "provider": run.provider,
             "model": run.model,
+            "trace_url": trace_url(run.trace_id or None),
             "usage": {
                 "prompt_tokens": run.prompt_tokens,
                 "completion_tokens": run.completion_tokens,

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from pythonjsonlogger.json import JsonFormatter
 
 CONTEXT_FIELDS = ("correlation_id", "user_id", "run_id", "thread_id", "trace_id")
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039
@@ -57,17 +58,11 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonContextFormatter:
-    """A python-json-logger formatter that leaves out context fields that are unknown."""
+class JsonContextFormatter(JsonFormatter):
+    """python-json-logger's formatter, leaving out context fields that are unknown."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> logging.Formatter:
-        from pythonjsonlogger.json import JsonFormatter
-
-        class _Formatter(JsonFormatter):
-            def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-                return {k: v for k, v in log_data.items() if v != "-"}
-
-        return _Formatter(*args, **kwargs)
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in log_data.items() if value != "-"}
 
 
 def _request_id(request: HttpRequest) -> str:

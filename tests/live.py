@@ -29,8 +29,13 @@ def run_server(
     app: str = "config.asgi:application",
     workers: int = 1,
     timeout: float = 30.0,
+    keep_log: bool = False,
 ) -> Iterator[str]:
-    """Serve the project with uvicorn on a free port; yields its base URL."""
+    """Serve the project with uvicorn on a free port; yields its base URL.
+
+    The server's output goes to ``var/live-server-<port>.log``, removed afterwards unless
+    ``keep_log`` (or ``KEEP_SERVER_LOGS=1`` in the environment, for debugging).
+    """
     port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [
@@ -64,7 +69,7 @@ def run_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    if os.environ.get("KEEP_SERVER_LOGS") != "1":
+    if not keep_log and os.environ.get("KEEP_SERVER_LOGS") != "1":
         log_path.unlink(missing_ok=True)
 
 
@@ -92,3 +97,52 @@ def database_env() -> dict[str, str]:
         port = db.get("PORT") or 5432
         env["DATABASE_URL"] = f"postgres://{auth}@{host}:{port}/{db['NAME']}"
     return env
+
+
+@contextmanager
+def run_gunicorn(
+    env: dict[str, str] | None = None,
+    *,
+    workers: int = 2,
+    app: str = "config.asgi:application",
+    timeout: float = 60.0,
+    keep_log: bool = False,
+) -> Iterator[str]:
+    """Serve the project as production does (gunicorn with ``workers`` uvicorn workers and
+    ``docker/gunicorn.conf.py``) on a free port; yields its base URL. Logs as ``run_server``."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    cmd = [
+        sys.executable, "-m", "gunicorn", app, "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+        "--config", str(BASE_DIR / "docker" / "gunicorn.conf.py"), "--graceful-timeout", "5",
+    ]  # fmt: skip
+    log_path = BASE_DIR / "var" / f"live-gunicorn-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=full_env, stdout=log, stderr=log)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}")
+                try:
+                    httpx.get(f"{base_url}/healthz", timeout=1.0)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"gunicorn did not start: {log_path.read_text()[-3000:]}"
+                        ) from None
+                    time.sleep(0.1)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if not keep_log and os.environ.get("KEEP_SERVER_LOGS") != "1":
+        log_path.unlink(missing_ok=True)

@@ -19,12 +19,12 @@ class Event:
 
 
 def read_events(response: httpx.Response) -> Iterator[Event]:
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in response.iter_lines():
         if line == "":
             if data:
                 yield Event(event, json.loads("\n".join(data)), time.monotonic())
-            event, data = "message", []
+            event, data = "message", list[str]()
         elif line.startswith(":"):
             yield Event("comment", line[1:].strip(), time.monotonic())
         elif line.startswith("event:"):

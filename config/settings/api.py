@@ -41,4 +41,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Several serializers have a "status" choice field; give each set of choices its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "agents.models.AgentRun.Status",
+        "RunOutcomeEnum": ["success", "error"],
+    },
 }

@@ -18,7 +18,8 @@ CACHE_KEY_PREFIX: str = env.str("CACHE_KEY_PREFIX", default="agents")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            # django-redis, with django-prometheus's get/hit/miss counters.
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {
@@ -32,7 +33,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
             "LOCATION": "agents-default",
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }

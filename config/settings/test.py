@@ -1,6 +1,6 @@
 """The test suite: like local, but fast and quiet. PostgreSQL/Redis come from the environment."""
 
-from config.env import BASE_DIR
+from config.env import BASE_DIR, env
 from config.settings.base import *  # noqa: F403
 
 DEBUG = False
@@ -15,7 +15,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):  # noqa: F405  (django-prometheus's too)
     # A file, not :memory:, so that server processes started by the tests can share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)
@@ -24,3 +24,11 @@ STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405  (WhiteNoise warns about a missin
 # Tests choose their model explicitly; the default is the offline one, without demo delays.
 OFFLINE_MODEL_STREAM_DELAY = 0.0
 AGENT_CHECKPOINT_SQLITE_PATH = str(BASE_DIR / "var" / "test-checkpoints.sqlite3")
+
+# Limits stay on, high enough for the rest of the suite; config/tests/test_ratelimit.py lowers
+# them (in process, and through the environment for the servers it starts).
+RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=10_000)
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10000/m")
+
+# Tests trace only where a test asks for it, whatever a developer's .env says.
+LANGFUSE_ENABLED = env.bool("TEST_LANGFUSE_ENABLED", default=False)

@@ -17,7 +17,9 @@ from tests.live import BASE_DIR, database_env, run_server
 
 
 def test_json_lines_carry_the_context_fields():
-    record = logging.LogRecord("agents.service", logging.INFO, __file__, 1, "hello %s", ("x",), None)
+    record = logging.LogRecord(
+        "agents.service", logging.INFO, __file__, 1, "hello %s", ("x",), None
+    )
     formatter = JsonContextFormatter(
         "%(levelname)s %(name)s %(message)s",
         rename_fields={"levelname": "level", "name": "logger"},
