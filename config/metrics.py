@@ -21,3 +21,8 @@ RATELIMIT_BACKEND_ERRORS = Counter(
     "Rate-limit checks that could not reach the cache (Redis) and failed open or closed.",
     ["scope"],
 )
+
+# Known scopes start at zero, so rate() and alerts see the first rejection too.
+for _scope in ("agent", "login", "token_budget"):
+    RATELIMIT_REJECTIONS.labels(scope=_scope)
+    RATELIMIT_BACKEND_ERRORS.labels(scope=_scope)

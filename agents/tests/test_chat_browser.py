@@ -162,3 +162,31 @@ def test_errors_are_shown_inline(page, llm):
     error = page.locator(".msg.assistant .error")
     error.wait_for(state="visible", timeout=15000)
     assert "language model failed" in (error.text_content() or "")
+
+
+def test_rate_limits_are_explained_inline(browser, llm):
+    user = UserFactory()
+    env = {
+        **database_env(),
+        "LLM_MODEL_PROVIDER": "openai",
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "LLM_MAX_RETRIES": "0",
+        "RATE_LIMIT_PER_MINUTE": "1",
+        # A user id of its own for the limit: nothing else in the suite shares this window.
+        "CACHE_KEY_PREFIX": f"chat-limit-{user.id}",
+    }
+    llm.reset()
+    llm.enqueue(Reply.text("1. Answer."), Reply.text("First answer."))
+    with run_server(env) as url:
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        log_in(page, user)
+        send(page, "one")
+        page.wait_for_selector(".msg.assistant:not(.streaming) .meta:not(:empty)", timeout=15000)
+        send(page, "two")
+        error = page.locator(".msg.assistant .error").last
+        error.wait_for(state="visible", timeout=15000)
+        text = error.text_content() or ""
+        assert re.search(r"sending messages too fast\. Try again in \d+ seconds\.", text), text
+        context.close()
