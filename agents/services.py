@@ -33,6 +33,8 @@ def thread_resolve_for_run(
         return AgentThread.objects.create(owner=user, title=_title_from(first_message))
     thread = AgentThread.objects.filter(pk=thread_id).first()
     if thread is None:
+        # Memory left under this id by a deleted thread is nobody's now: never hand it over.
+        get_checkpointer().delete_thread(str(thread_id))
         try:
             with transaction.atomic():
                 return AgentThread.objects.create(

@@ -147,6 +147,9 @@ _STRIPPED_REQUEST_HEADERS = frozenset(
         "expect",
         "proxy-connection",
         "user-agent",
+        # Compressed bodies would be inflated before the size cap applies (a few KiB of zstd
+        # expand to hundreds of MiB): only identity-encoded bodies are asked for.
+        "accept-encoding",
     }
 )
 
@@ -492,7 +495,7 @@ def _send_once(
             trust_env=False,
             follow_redirects=False,
             verify=config.ssl_context if config.ssl_context is not None else True,
-            headers={"User-Agent": config.user_agent},
+            headers={"User-Agent": config.user_agent, "Accept-Encoding": "identity"},
         ) as client:
             request = _pinned_request(client, method, url, ip, headers, content, remaining)
             try:
