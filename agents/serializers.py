@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import AgentRun, AgentThread
@@ -130,5 +131,6 @@ class ThreadDetailSerializer(ThreadSerializer):
         fields: tuple[str, ...] = (*ThreadSerializer.Meta.fields, "messages")
         read_only_fields: tuple[str, ...] = fields
 
+    @extend_schema_field(ThreadMessageSerializer(many=True))
     def get_messages(self, thread: AgentThread) -> list[dict[str, Any]]:
         return list(self.context.get("messages", []))

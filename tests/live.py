@@ -23,26 +23,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_server(
-    env: dict[str, str] | None = None,
+def _serve(
+    name: str,
+    cmd: list[str],
+    port: int,
+    env: dict[str, str] | None,
     *,
-    app: str = "config.asgi:application",
-    workers: int = 1,
-    timeout: float = 30.0,
-    keep_log: bool = False,
+    timeout: float,
+    keep_log: bool,
+    stop_timeout: float = 10.0,
 ) -> Iterator[str]:
-    """Serve the project with uvicorn on a free port; yields its base URL.
+    """Run ``cmd`` (a server listening on ``port``) until ``/healthz`` answers; yield its URL.
 
-    The server's output goes to ``var/live-server-<port>.log``, removed afterwards unless
-    ``keep_log`` (or ``KEEP_SERVER_LOGS=1`` in the environment, for debugging).
+    Output goes to ``var/live-<name>-<port>.log``, removed afterwards unless ``keep_log`` (or
+    ``KEEP_SERVER_LOGS=1`` in the environment, for debugging).
     """
-    port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [
-        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--no-access-log",
-    ]  # fmt: skip
-    log_path = BASE_DIR / "var" / f"live-server-{port}.log"
+    log_path = BASE_DIR / "var" / f"live-{name}-{port}.log"
     log_path.parent.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=full_env, stdout=log, stderr=log)
@@ -51,26 +48,50 @@ def run_server(
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
+                    raise RuntimeError(f"{name} exited: {log_path.read_text()[-3000:]}")
                 try:
                     httpx.get(f"{base_url}/healthz", timeout=1.0)
                     break
                 except httpx.TransportError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(
-                            f"server did not start: {log_path.read_text()[-3000:]}"
+                            f"{name} did not start: {log_path.read_text()[-3000:]}"
                         ) from None
                     time.sleep(0.1)
             yield base_url
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
     if not keep_log and os.environ.get("KEEP_SERVER_LOGS") != "1":
         log_path.unlink(missing_ok=True)
+
+
+def server_log_path(base_url: str) -> Path:
+    """Where ``run_server(..., keep_log=True)`` left the server's output."""
+    return BASE_DIR / "var" / f"live-server-{base_url.rsplit(':', 1)[1]}.log"
+
+
+@contextmanager
+def run_server(
+    env: dict[str, str] | None = None,
+    *,
+    app: str = "config.asgi:application",
+    workers: int = 1,
+    timeout: float = 30.0,
+    keep_log: bool = False,
+) -> Iterator[str]:
+    """Serve the project with uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--no-access-log",
+    ]  # fmt: skip
+    with _serve("server", cmd, port, env, timeout=timeout, keep_log=keep_log) as url:
+        yield url
 
 
 def database_env() -> dict[str, str]:
@@ -109,40 +130,27 @@ def run_gunicorn(
     keep_log: bool = False,
 ) -> Iterator[str]:
     """Serve the project as production does (gunicorn with ``workers`` uvicorn workers and
-    ``docker/gunicorn.conf.py``) on a free port; yields its base URL. Logs as ``run_server``."""
+    ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [
         sys.executable, "-m", "gunicorn", app, "--worker-class", "uvicorn_worker.UvicornWorker",
         "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
         "--config", str(BASE_DIR / "docker" / "gunicorn.conf.py"), "--graceful-timeout", "5",
     ]  # fmt: skip
-    log_path = BASE_DIR / "var" / f"live-gunicorn-{port}.log"
-    log_path.parent.mkdir(exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=full_env, stdout=log, stderr=log)
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}")
-                try:
-                    httpx.get(f"{base_url}/healthz", timeout=1.0)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"gunicorn did not start: {log_path.read_text()[-3000:]}"
-                        ) from None
-                    time.sleep(0.1)
-            yield base_url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    if not keep_log and os.environ.get("KEEP_SERVER_LOGS") != "1":
-        log_path.unlink(missing_ok=True)
+    with _serve(
+        "gunicorn", cmd, port, env, timeout=timeout, keep_log=keep_log, stop_timeout=15.0
+    ) as url:
+        yield url
+
+
+def fake_llm_env(llm_base_url: str, **extra: str) -> dict[str, str]:
+    """``database_env()`` plus the settings that point a server at a fake OpenAI server."""
+    return {
+        **database_env(),
+        "LLM_MODEL_PROVIDER": "openai",
+        "OPENAI_BASE_URL": llm_base_url,
+        "OPENAI_API_KEY": "test-key",
+        "LLM_MODEL_NAME": "gpt-test",
+        "LLM_MAX_RETRIES": "0",
+        **extra,
+    }

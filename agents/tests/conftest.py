@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from tests.langfuse_receiver import LangfuseReceiver
 from tests.llm_server import FakeLLMServer
 
 
@@ -35,4 +36,28 @@ def llm_server(offline: SettingsWrapper) -> Iterator[FakeLLMServer]:
         offline.LLM_MODEL_NAME = "gpt-test"
         offline.LLM_MAX_RETRIES = 0
         offline.LLM_TIMEOUT_SECONDS = 2
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_llm_server() -> Iterator[FakeLLMServer]:
+    """A fake OpenAI server shared by a module's live server (reset it per test)."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_langfuse() -> Iterator[None]:
+    """No Langfuse client in this process before or after the test."""
+    from agents import tracing
+
+    tracing.reset_for_tests()
+    yield
+    tracing.reset_for_tests()
+
+
+@pytest.fixture
+def receiver() -> Iterator[LangfuseReceiver]:
+    """A local stand-in for Langfuse that records the spans the real SDK exports."""
+    with LangfuseReceiver() as server:
         yield server

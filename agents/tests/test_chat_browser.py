@@ -11,7 +11,7 @@ import pytest
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentThread
-from tests.live import BASE_DIR, database_env, run_server
+from tests.live import BASE_DIR, fake_llm_env, run_server
 from tests.llm_server import FakeLLMServer, Reply
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -34,21 +34,13 @@ ANSWER = (
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+def llm(module_llm_server: FakeLLMServer) -> FakeLLMServer:
+    return module_llm_server
 
 
 @pytest.fixture(scope="module")
 def server_url(django_db_setup: None, llm: FakeLLMServer) -> Iterator[str]:
-    env = {
-        **database_env(),
-        "LLM_MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "LLM_MODEL_NAME": "gpt-test",
-        "LLM_MAX_RETRIES": "0",
-    }
+    env = fake_llm_env(llm.base_url)
     with run_server(env) as url:
         yield url
 
@@ -166,16 +158,10 @@ def test_errors_are_shown_inline(page, llm):
 
 def test_rate_limits_are_explained_inline(browser, llm):
     user = UserFactory()
-    env = {
-        **database_env(),
-        "LLM_MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "LLM_MAX_RETRIES": "0",
-        "RATE_LIMIT_PER_MINUTE": "1",
-        # A user id of its own for the limit: nothing else in the suite shares this window.
-        "CACHE_KEY_PREFIX": f"chat-limit-{user.id}",
-    }
+    # A cache prefix of its own: nothing else in the suite shares this limit's window.
+    env = fake_llm_env(
+        llm.base_url, RATE_LIMIT_PER_MINUTE="1", CACHE_KEY_PREFIX=f"chat-limit-{user.id}"
+    )
     llm.reset()
     llm.enqueue(Reply.text("1. Answer."), Reply.text("First answer."))
     with run_server(env) as url:
@@ -184,9 +170,23 @@ def test_rate_limits_are_explained_inline(browser, llm):
         log_in(page, user)
         send(page, "one")
         page.wait_for_selector(".msg.assistant:not(.streaming) .meta:not(:empty)", timeout=15000)
-        send(page, "two")
-        error = page.locator(".msg.assistant .error").last
-        error.wait_for(state="visible", timeout=15000)
-        text = error.text_content() or ""
-        assert re.search(r"sending messages too fast\. Try again in \d+ seconds\.", text), text
+        # Fixed one-minute windows: if "one" was the last request of a window, "two" opens the
+        # next one and passes; "three" then meets the limit.
+        error = page.locator(".msg.assistant.failed .error")
+        for text in ("two", "three"):
+            llm.enqueue(Reply.text("1. Answer."), Reply.text(f"Answer to {text}."))
+            send(page, text)
+            page.wait_for_function(
+                """() => {
+                    const m = [...document.querySelectorAll('.msg.assistant')].pop();
+                    return m.classList.contains('failed') || m.querySelector('.meta').textContent;
+                }""",
+                timeout=15000,
+            )
+            if error.count():
+                break
+        message = error.last.text_content() or ""
+        assert re.search(r"sending messages too fast\. Try again in \d+ seconds\.", message), (
+            message
+        )
         context.close()

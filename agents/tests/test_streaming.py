@@ -12,7 +12,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun, AgentThread
-from tests.live import database_env, run_server
+from tests.live import fake_llm_env, run_server
 from tests.llm_server import FakeLLMServer, Reply
 from tests.sse import Event, read_events
 
@@ -22,23 +22,13 @@ STREAM = "/api/v1/agent/run/stream"
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+def llm(module_llm_server: FakeLLMServer) -> FakeLLMServer:
+    return module_llm_server
 
 
 @pytest.fixture(scope="module")
 def server_url(django_db_setup: None, llm: FakeLLMServer) -> Iterator[str]:
-    env = {
-        **database_env(),
-        "LLM_MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "LLM_MODEL_NAME": "gpt-test",
-        "LLM_MAX_RETRIES": "0",
-        "LLM_TIMEOUT_SECONDS": "10",
-        "AGENT_STREAM_HEARTBEAT_SECONDS": "0.3",
-    }
+    env = fake_llm_env(llm.base_url, LLM_TIMEOUT_SECONDS="10", AGENT_STREAM_HEARTBEAT_SECONDS="0.3")
     with run_server(env) as url:
         yield url
 

@@ -47,17 +47,8 @@ def _root(span: ReceivedSpan) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_client() -> Iterator[None]:
+def _fresh_client(fresh_langfuse: None) -> None:
     """Every test starts and ends without a Langfuse client in this process."""
-    tracing.reset_for_tests()
-    yield
-    tracing.reset_for_tests()
-
-
-@pytest.fixture
-def receiver() -> Iterator[LangfuseReceiver]:
-    with LangfuseReceiver() as server:
-        yield server
 
 
 def enable(settings: SettingsWrapper, host: str, **overrides: Any) -> SettingsWrapper:

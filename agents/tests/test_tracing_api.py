@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from http import HTTPStatus
 
 import pytest
@@ -10,22 +9,8 @@ import pytest
 from agents import tracing
 from agents.models import AgentRun
 from agents.tests.test_tracing import enable
-from tests.langfuse_receiver import LangfuseReceiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_client() -> Iterator[None]:
-    tracing.reset_for_tests()
-    yield
-    tracing.reset_for_tests()
-
-
-@pytest.fixture
-def receiver() -> Iterator[LangfuseReceiver]:
-    with LangfuseReceiver() as server:
-        yield server
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_langfuse")]
 
 
 def test_an_api_run_is_a_trace_with_its_id_on_the_run(

@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
 from config.logging import ContextFilter, JsonContextFormatter, bind_log_context
-from tests.live import BASE_DIR, database_env, run_server
+from tests.live import database_env, run_server, server_log_path
 
 
 def test_json_lines_carry_the_context_fields():
@@ -62,10 +62,9 @@ def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
             headers={"Authorization": f"Bearer {token}", "X-Request-ID": "trace-me-42"},
             timeout=30,
         )
-        port = url.rsplit(":", 1)[1]
     assert response.status_code == HTTPStatus.OK
     assert response.headers["X-Request-ID"] == "trace-me-42"
-    log_path = BASE_DIR / "var" / f"live-server-{port}.log"
+    log_path = server_log_path(url)
     lines = []
     for raw in log_path.read_text().splitlines():
         if raw.startswith("{"):
