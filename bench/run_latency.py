@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.live import run_server  # noqa: E402
+from testing.live import run_server  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -27,7 +27,7 @@ from accounts.models import User
 from accounts.tests.factories import ItemFactory, UserFactory
 from agents.checkpointer import get_checkpointer
 from agents.models import AgentRun, AgentThread
-from tests.llm_server import FakeLLMServer, Reply
+from testing.llm_server import FakeLLMServer, Reply
 
 RUN = "/api/v1/agent/run"
 RUNS = "/api/v1/agent/runs"

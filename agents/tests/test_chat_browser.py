@@ -11,8 +11,8 @@ import pytest
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentThread
-from tests.live import BASE_DIR, fake_llm_env, run_server
-from tests.llm_server import FakeLLMServer, Reply
+from testing.live import BASE_DIR, fake_llm_env, run_server
+from testing.llm_server import FakeLLMServer, Reply
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = BASE_DIR / "test-artifacts"

@@ -21,8 +21,8 @@ from agents import metrics
 from agents.llm.offline import OfflineChatModel
 from agents.models import AgentRun
 from agents.service import AgentService
-from agents.tests.metrics_support import sample
-from tests.llm_server import FakeLLMServer, Reply
+from testing.llm_server import FakeLLMServer, Reply
+from testing.metrics import sample
 
 USERS_QUESTION = "What users are in the system?"
 

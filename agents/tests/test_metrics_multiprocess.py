@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
-from tests.live import database_env, run_gunicorn
+from testing.live import database_env, run_gunicorn
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

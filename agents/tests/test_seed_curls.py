@@ -18,7 +18,7 @@ from pytest_django.live_server_helper import LiveServer
 from accounts.services import first_superuser_ensure
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
-from tests.llm_server import FakeLLMServer, Reply
+from testing.llm_server import FakeLLMServer, Reply
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),

@@ -12,9 +12,9 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun, AgentThread
-from tests.live import fake_llm_env, run_server
-from tests.llm_server import FakeLLMServer, Reply
-from tests.sse import Event, read_events
+from testing.live import fake_llm_env, run_server
+from testing.llm_server import FakeLLMServer, Reply
+from testing.sse import Event, read_events
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -1,6 +1,6 @@
 """Langfuse tracing (``agents.tracing``) with the real SDK, exporting to a local receiver.
 
-``tests.langfuse_receiver.LangfuseReceiver`` plays the Langfuse API: the SDK's OTLP export
+``testing.langfuse_receiver.LangfuseReceiver`` plays the Langfuse API: the SDK's OTLP export
 arrives there exactly as it would at Langfuse, so these tests see what Langfuse would see.
 """
 
@@ -32,7 +32,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from agents import tracing
 from agents.graph.builder import build_graph
 from agents.llm.offline import OfflineChatModel
-from tests.langfuse_receiver import LangfuseReceiver, ReceivedSpan, dead_url
+from testing.langfuse_receiver import LangfuseReceiver, ReceivedSpan, dead_url
 
 # A traced run may take this much longer than an untraced one, whatever Langfuse does.
 LATENCY_BOUND = 0.5

@@ -3,7 +3,7 @@ from http import HTTPStatus
 import httpx
 import pytest
 
-from tests.live import run_server
+from testing.live import run_server
 
 pytestmark = pytest.mark.django_db
 

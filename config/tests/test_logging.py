@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
 from config.logging import ContextFilter, JsonContextFormatter, bind_log_context
-from tests.live import database_env, run_server, server_log_path
+from testing.live import database_env, run_server, server_log_path
 
 
 def test_json_lines_carry_the_context_fields():

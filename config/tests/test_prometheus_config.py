@@ -22,7 +22,7 @@ import yaml
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
-from tests.live import BASE_DIR, database_env, free_port, run_server
+from testing.live import BASE_DIR, database_env, free_port, run_server
 
 DOCKER = BASE_DIR / "docker"
 PROMETHEUS_DIR = DOCKER / "prometheus"

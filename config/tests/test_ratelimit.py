@@ -37,7 +37,7 @@ from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentRun, AgentThread
 from config import ratelimit
 from config.api.exceptions import exception_handler
-from tests.live import database_env, free_port, run_server
+from testing.live import database_env, free_port, run_server
 
 RUN = "/api/v1/agent/run"
 STREAM = "/api/v1/agent/run/stream"

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from tests.llm_server import FakeLLMServer, Reply
+from testing.llm_server import FakeLLMServer, Reply
 
 
 @tool
