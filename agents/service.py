@@ -40,7 +40,7 @@ from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
-from agents.tools import get_all_tools
+from agents.directory import tools_for_user
 from agents.tracing import run_trace, trace_url
 from config.logging import bind_log_context, correlation_id
 
@@ -155,7 +155,7 @@ class AgentService:
         *,
         model: BaseChatModel | None = None,
         checkpointer: BaseCheckpointSaver | None = None,
-        tools_factory: Callable[..., list[BaseTool]] = get_all_tools,
+        tools_factory: Callable[..., list[BaseTool]] = tools_for_user,
     ) -> None:
         self._model = model
         self._checkpointer = checkpointer

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from agents.graph.prompts import EXECUTOR_PROMPT, PLANNER_PROMPT, tool_list
 from agents.graph.state import AgentState
+from agents.graph.tools import read_tool_error, tool_error
 
 STEP_LIMIT_ERROR = "step_limit"
 
@@ -97,18 +98,6 @@ def make_executor(
     return executor
 
 
-def _tool_result_ok(content: str) -> bool:
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return True
-    return not (isinstance(data, dict) and "error" in data)
-
-
-def _error(message: str, code: str) -> str:
-    return json.dumps({"error": message, "code": code})
-
-
 def make_tool_node(tools: list[BaseTool]) -> Callable[[AgentState], dict[str, Any]]:
     """Run the last AI message's tool calls in order, in this thread.
 
@@ -124,11 +113,12 @@ def make_tool_node(tools: list[BaseTool]) -> Callable[[AgentState], dict[str, An
             started = time.perf_counter()
             tool = by_name.get(name)
             if call.get("invalid"):
-                content = _error(
-                    f"the arguments were not valid JSON: {call.get('error')}", "invalid_arguments"
+                content = tool_error(
+                    f"the arguments were not valid JSON: {call.get('error')}",
+                    code="invalid_arguments",
                 )
             elif tool is None:
-                content = _error(f"there is no tool named {name!r}", "unknown_tool")
+                content = tool_error(f"there is no tool named {name!r}", code="unknown_tool")
             else:
                 try:
                     output = tool.invoke(call.get("args") or {})
@@ -138,11 +128,11 @@ def make_tool_node(tools: list[BaseTool]) -> Callable[[AgentState], dict[str, An
                         f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                         for e in exc.errors()
                     )
-                    content = _error(f"invalid arguments: {problems}", "invalid_arguments")
+                    content = tool_error(f"invalid arguments: {problems}", code="invalid_arguments")
                 except Exception as exc:  # a tool failure is the model's problem, not the run's
-                    content = _error(f"{type(exc).__name__}: {exc}", "tool_error")
+                    content = tool_error(f"{type(exc).__name__}: {exc}", code="tool_error")
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            ok = _tool_result_ok(content)
+            ok = read_tool_error(content) is None
             results.append(
                 ToolMessage(
                     content=content,
@@ -161,7 +151,7 @@ def answer_pending(message: AnyMessage, reason: str) -> list[ToolMessage]:
     """Error ToolMessages for calls that will not run, so the thread stays valid."""
     return [
         ToolMessage(
-            content=_error(reason, "not_executed"),
+            content=tool_error(reason, code="not_executed"),
             tool_call_id=str(call.get("id") or ""),
             name=str(call.get("name") or ""),
             status="error",

@@ -1,4 +1,5 @@
-"""The database tools over ``ScopedDirectory``: what a caller may see, and nothing secret."""
+"""The database tools over ``agents.directory.ScopedDirectory``: what a caller may see, and
+nothing secret."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from accounts.models import User
 from accounts.tests.factories import ItemFactory, UserFactory
-from agents.tools import get_all_tools
+from agents.directory import tools_for_user
 
 DB_TOOLS = ["lookup_user_by_email", "lookup_item_by_id", "lookup_user_items", "list_users"]
 HTTP_TOOLS = ["http_get", "http_post"]
@@ -23,7 +24,7 @@ SECRET_MARKERS = ("password", "pbkdf2", "md5$", "argon2", "bcrypt", "token", "se
 
 
 def tools_for(user: User) -> dict[str, BaseTool]:
-    return {t.name: t for t in get_all_tools(user=user)}
+    return {t.name: t for t in tools_for_user(user=user)}
 
 
 def invoke(tools: dict[str, BaseTool], name: str, **args: Any) -> dict[str, Any]:
@@ -48,19 +49,19 @@ def other(db: None) -> User:
 
 
 def test_registry_names(user: User) -> None:
-    assert [t.name for t in get_all_tools(user=user)] == DB_TOOLS + HTTP_TOOLS
+    assert [t.name for t in tools_for_user(user=user)] == DB_TOOLS + HTTP_TOOLS
 
 
 def test_registry_without_http_tools(user: User, settings: Any) -> None:
     settings.HTTP_TOOLS_ENABLED = False
 
-    assert [t.name for t in get_all_tools(user=user)] == DB_TOOLS
+    assert [t.name for t in tools_for_user(user=user)] == DB_TOOLS
 
 
 def test_registry_without_a_user_has_no_database_tools(settings: Any) -> None:
-    assert [t.name for t in get_all_tools(user=None)] == HTTP_TOOLS
+    assert [t.name for t in tools_for_user(user=None)] == HTTP_TOOLS
     settings.HTTP_TOOLS_ENABLED = False
-    assert get_all_tools(user=None) == []
+    assert tools_for_user(user=None) == []
 
 
 # -- a normal user --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR
-from agents.graph.tools import Record, create_database_tools
+from agents.graph.tools import Record, create_database_tools, read_tool_error, tool_error
 
 ALICE_ID = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 ITEM_ID = uuid.UUID("00000000-0000-4000-8000-0000000000f1")
@@ -605,3 +605,16 @@ def test_executor_always_sees_the_current_question() -> None:
             isinstance(m, HumanMessage) and m.text == "the question"
             for m in executor_call.conversation
         )
+
+
+# -- tool errors -----------------------------------------------------------------------------
+
+
+def test_a_tool_error_reads_back_and_a_result_is_no_error() -> None:
+    written = tool_error("item 42 not found", code="not_found")
+
+    assert json.loads(written) == {"error": "item 42 not found", "code": "not_found"}
+    assert read_tool_error(written) == "item 42 not found"
+    assert read_tool_error(json.dumps({"items": [], "count": 0})) is None
+    assert read_tool_error("plain text from a tool") is None
+    assert read_tool_error(json.dumps(["error"])) is None

@@ -23,12 +23,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from agents.graph.http_tools import (
-    BlockedRequestError,
-    HttpToolConfig,
-    check_url,
-    create_http_tools,
-)
+from agents.graph.fetch import HttpToolConfig
+from agents.graph.ssrf import BlockedRequestError, UrlPolicy, check_url
+from agents.graph.tools import create_http_tools
 
 LOCAL = ("127.0.0.1/32",)
 PUBLIC_IP = "93.184.216.34"
@@ -233,7 +230,7 @@ def call(tool, **args: object) -> dict:
 )
 def test_check_url_blocks_non_public_targets(url: str) -> None:
     with pytest.raises(BlockedRequestError) as info:
-        check_url(url, HttpToolConfig())
+        check_url(url, UrlPolicy())
     assert info.value.code == "blocked"
     assert info.value.reason
 
@@ -254,12 +251,12 @@ def test_check_url_blocks_non_public_targets(url: str) -> None:
 )
 def test_check_url_rejects_invalid_urls(url: str) -> None:
     with pytest.raises(BlockedRequestError) as info:
-        check_url(url, HttpToolConfig(resolver=fixed_resolver({"example.com": [PUBLIC_IP]})))
+        check_url(url, UrlPolicy(resolver=fixed_resolver({"example.com": [PUBLIC_IP]})))
     assert info.value.code == "invalid_url"
 
 
 def test_check_url_accepts_public_address_and_any_port() -> None:
-    config = HttpToolConfig(resolver=fixed_resolver({"example.com": [PUBLIC_IP]}))
+    config = UrlPolicy(resolver=fixed_resolver({"example.com": [PUBLIC_IP]}))
     url, ips = check_url("https://Example.com:8443/a?b=1", config)
     assert url.host == "example.com"
     assert url.port == 8443
@@ -269,20 +266,18 @@ def test_check_url_accepts_public_address_and_any_port() -> None:
 
 
 def test_ipv4_mapped_public_address_is_normalised() -> None:
-    _, ips = check_url("http://[::ffff:8.8.8.8]/", HttpToolConfig())
+    _, ips = check_url("http://[::ffff:8.8.8.8]/", UrlPolicy())
     assert [str(ip) for ip in ips] == ["8.8.8.8"]
 
 
 def test_hostname_resolving_to_private_ip_is_blocked() -> None:
-    config = HttpToolConfig(resolver=fixed_resolver({"internal.example.com": ["10.1.2.3"]}))
+    config = UrlPolicy(resolver=fixed_resolver({"internal.example.com": ["10.1.2.3"]}))
     with pytest.raises(BlockedRequestError, match=re.escape("10.1.2.3")):
         check_url("http://internal.example.com/", config)
 
 
 def test_hostname_resolving_to_mixed_public_and_private_ips_is_blocked() -> None:
-    config = HttpToolConfig(
-        resolver=fixed_resolver({"mixed.example.com": [PUBLIC_IP, "192.168.0.10"]})
-    )
+    config = UrlPolicy(resolver=fixed_resolver({"mixed.example.com": [PUBLIC_IP, "192.168.0.10"]}))
     with pytest.raises(BlockedRequestError, match=re.escape("192.168.0.10")):
         check_url("http://mixed.example.com/", config)
 
@@ -292,12 +287,12 @@ def test_dns_failure_is_reported() -> None:
         raise OSError("Name or service not known")
 
     with pytest.raises(BlockedRequestError) as info:
-        check_url("http://nope.invalid/", HttpToolConfig(resolver=broken))
+        check_url("http://nope.invalid/", UrlPolicy(resolver=broken))
     assert info.value.code == "dns_error"
 
 
 def test_allowed_networks_exempt_private_ranges_but_never_metadata() -> None:
-    config = HttpToolConfig(
+    config = UrlPolicy(
         allowed_networks=("10.0.0.0/8", "169.254.0.0/16"),
         resolver=fixed_resolver({"intranet.corp": ["10.1.2.3"]}),
     )
@@ -326,7 +321,7 @@ def test_allowed_hosts_exact_and_wildcard() -> None:
             )
         }
     )
-    config = HttpToolConfig(allowed_hosts=("*.example.com", "API.Other.org"), resolver=resolver)
+    config = UrlPolicy(allowed_hosts=("*.example.com", "API.Other.org"), resolver=resolver)
     for ok in ("http://api.other.org/", "https://a.example.com/", "http://DEEP.a.example.com/"):
         check_url(ok, config)
     for bad in (
@@ -640,7 +635,7 @@ def test_missing_url_raises_validation_error() -> None:
 
 def test_invalid_allowed_networks_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="not-a-cidr"):
-        create_http_tools(HttpToolConfig(allowed_networks=("not-a-cidr",)))
+        HttpToolConfig(allowed_networks=("not-a-cidr",))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""The Django side of the tool registry: caller-scoped database access and HTTP settings."""
+"""What one caller may see in the database, for the agent's tools, and the caller's tool registry.
+
+:class:`ScopedDirectory` is the ``agents.graph.tools.Directory`` of one user: the look-ups the
+database tools make, through the ``accounts`` selectors, scoped to that user.
+:func:`tools_for_user` is the one entry point that gives a run its tools.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from langchain_core.tools import BaseTool
 
 from accounts import selectors as account_selectors
 from accounts.models import Item, User
-from agents.graph.http_tools import HttpToolConfig
+from agents.graph.fetch import HttpToolConfig
 from agents.graph.tools import Record, build_tools
 
 T = TypeVar("T")
@@ -93,6 +98,8 @@ class ScopedDirectory:
 
 
 def http_tool_config() -> HttpToolConfig | None:
+    """The HTTP tools' limits and URL policy from the ``HTTP_TOOL_*`` settings; ``None`` when
+    ``HTTP_TOOLS_ENABLED`` is off."""
     if not settings.HTTP_TOOLS_ENABLED:
         return None
     return HttpToolConfig(
@@ -103,7 +110,8 @@ def http_tool_config() -> HttpToolConfig | None:
     )
 
 
-def get_all_tools(*, user: User | None, **overrides: Any) -> list[BaseTool]:
-    """The tool registry for one run by ``user`` (no database tools without a user)."""
+def tools_for_user(*, user: User | None) -> list[BaseTool]:
+    """The tools of one run by ``user``: the database tools scoped to them (none without a
+    user) and the HTTP tools when enabled."""
     directory = ScopedDirectory(user) if user is not None else None
-    return build_tools(directory, overrides.get("http", http_tool_config()))
+    return build_tools(directory, http_tool_config())
