@@ -102,12 +102,13 @@ def module_llm_server() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture
 def fresh_langfuse() -> Iterator[None]:
-    """No Langfuse client in this process before or after the test."""
-    from agents import tracing
+    """No Langfuse client in this process before or after the test; turn tracing on with
+    ``testing.langfuse.langfuse_settings``."""
+    from testing.langfuse import reset_langfuse
 
-    tracing.reset_for_tests()
+    reset_langfuse()
     yield
-    tracing.reset_for_tests()
+    reset_langfuse()
 
 
 @pytest.fixture

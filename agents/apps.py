@@ -18,7 +18,4 @@ class AgentsConfig(AppConfig):
 
         from agents import tracing
 
-        # Langfuse exports in the background: flush it when a management command ends (the
-        # process exit is covered by the atexit handler the client registers when created).
-        tracing.install_command_flush()
         tracing.import_sdk()  # when enabled; the client itself is created per process, lazily

@@ -29,6 +29,7 @@ from langgraph.types import StreamMode
 from accounts.models import User
 from agents import metrics, services
 from agents.checkpointer import get_checkpointer
+from agents.directory import tools_for_user
 from agents.errors import (
     AgentRunError,
     LLMTimeout,
@@ -40,7 +41,6 @@ from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
-from agents.directory import tools_for_user
 from agents.tracing import run_trace, trace_url
 from config.logging import bind_log_context, correlation_id
 

@@ -9,12 +9,28 @@ Each run is one Langfuse trace named ``agent_run``::
         trace.set_output(answer, error=None)
     run.trace_id = trace.trace_id or ""            # None: tracing off, or this run not sampled
 
+A management command that runs agents flushes before it returns (the process may exit before
+the background export runs)::
+
+    def handle(self, *args, **options):
+        try:
+            ...                                    # runs agents
+        finally:
+            flush_langfuse()
+
 How it behaves:
 
 * **One client per process, created lazily** by :func:`get_langfuse` from ``django.conf.settings``
-  on the first traced run, so gunicorn/uvicorn workers each create their own after the fork. A
-  client inherited through ``fork()`` is noticed (its pid differs) and replaced in the child.
-  Changed ``LANGFUSE_*`` settings (tests) replace the client too.
+  on the first traced run, so gunicorn/uvicorn workers normally each create their own after the
+  fork. A client made before a fork stays usable in the child: the SDK restarts its background
+  threads there, and spans queued in the parent are dropped in the child (the parent sends
+  them), so nothing is sent twice.
+* **The SDK keeps one client per public key and process** (``Langfuse(...)`` with a key it has
+  seen returns that key's resources). So settings with a new public key get a new client (the
+  old one is shut down in the background); changed settings with a public key this process has
+  already used turn tracing off in this process, with a warning, until it restarts. Create
+  clients through :func:`get_langfuse` only: one made elsewhere with the same key (e.g. with
+  ``langfuse.get_client()``) would take the key's place with its own tracer provider.
 * **Deterministic trace ids**: :func:`trace_id_for_run` is the SDK's
   ``Langfuse.create_trace_id(seed=str(run_id))``, i.e. ``sha256(str(run_id))[:16]`` in hex.
 * **Sampling** is the SDK's: an OpenTelemetry ``TraceIdRatioBased(LANGFUSE_SAMPLE_RATE)`` sampler
@@ -25,8 +41,10 @@ How it behaves:
   ``BatchSpanProcessor``; a bounded queue, requests bounded by ``LANGFUSE_TIMEOUT_SECONDS``,
   retries included). Nothing in :func:`run_trace` touches the network, and any SDK error is
   logged as a warning and the run goes on untraced.
-* **Flushed** at process exit (``atexit``) and after every management command (see
-  ``agents.apps``), each time waiting at most ``2 * LANGFUSE_TIMEOUT_SECONDS``.
+* **Flushed** at process exit (``atexit``) and by :func:`flush_langfuse` (management commands
+  call it in their ``handle``), each time waiting at most ``2 * LANGFUSE_TIMEOUT_SECONDS``: the
+  client's ``flush()``/``shutdown()`` run on a daemon thread that is given up on after that.
+  :func:`close_langfuse` shuts the client down for good.
 
 The client gets a TracerProvider of its own (not the global OpenTelemetry one), so other
 OpenTelemetry users in the process neither receive these spans nor change their sampling.
@@ -78,12 +96,12 @@ class _State:
     config: _Config
     client: Langfuse
     provider: TracerProvider
-    pid: int
 
 
 _lock = threading.RLock()
 _state: _State | None = None
-_failed: _Config | None = None  # the config whose client could not be created (warn once)
+_keys_used: set[str] = set()  # the public keys this process has made a client for
+_failed: _Config | None = None  # the config whose client could not be made (warned once)
 
 
 def _reinit_after_fork() -> None:
@@ -117,32 +135,53 @@ def get_langfuse() -> Langfuse | None:
 
     Never raises: a client that cannot be created is logged (once) and ``None`` returned.
     """
-    global _state, _failed
+    state = _current()
+    return state.client if state is not None else None
+
+
+def _current() -> _State | None:
+    state = _state
     config = _config()
     if config is None:
         return None
-    state = _state
-    if state is not None and state.pid == os.getpid() and state.config == config:
-        return state.client
+    if state is not None and state.config == config:
+        return state
     with _lock:
-        state = _state
-        if state is not None and (state.pid != os.getpid() or state.config != config):
-            _state = None
-            _retire(state, inherited=state.pid != os.getpid())
-            state = None
-        if state is None:
-            try:
-                state = _create(config)
-            except Exception:
-                if _failed != config:
-                    logger.warning(
-                        "Langfuse is unavailable: could not create its client", exc_info=True
-                    )
-                _failed = config
-                return None
-            _failed = None
-            _state = state
-        return state.client
+        return _state_for(config)
+
+
+def _state_for(config: _Config) -> _State | None:
+    global _state, _failed
+    state = _state
+    if state is not None and state.config == config:
+        return state
+    if state is not None:
+        _state = None
+        logger.info("Replacing the Langfuse client (settings changed)")
+        # In the background: a run must not wait for the old client's last export.
+        threading.Thread(
+            target=_shutdown, args=(state,), name="langfuse-retire", daemon=True
+        ).start()
+    if config.public_key in _keys_used:
+        if _failed != config:
+            logger.warning(
+                "Langfuse is off in this process: the SDK keeps one client per public key and "
+                "process, and this key's client was shut down or its settings changed "
+                "(restart the process to trace with the new settings)"
+            )
+        _failed = config
+        return None
+    try:
+        state = _create(config)
+    except Exception:
+        if _failed != config:
+            logger.warning("Langfuse is unavailable: could not create its client", exc_info=True)
+        _failed = config
+        return None
+    _failed = None
+    _keys_used.add(config.public_key)
+    _state = state
+    return state
 
 
 def _create(config: _Config) -> _State:
@@ -161,7 +200,7 @@ def _create(config: _Config) -> _State:
                 "langfuse.release": config.release,
             }
         ),
-        shutdown_on_exit=False,  # flush_langfuse() at exit does it, bounded
+        shutdown_on_exit=False,  # _shutdown_at_exit does it, bounded
     )
     client = Langfuse(
         public_key=config.public_key,
@@ -176,16 +215,9 @@ def _create(config: _Config) -> _State:
         tracer_provider=provider,
         tracing_enabled=True,
     )
-    resources = getattr(client, "_resources", None)
-    if resources is None or resources.tracer_provider is not provider:
-        # The SDK keeps one client per public key and process: one made elsewhere (e.g. with
-        # langfuse.get_client()) would export with its own tracer provider and sampling.
-        raise RuntimeError(
-            "another Langfuse client with this public key exists in this process; "
-            "create Langfuse clients through agents.tracing.get_langfuse() only"
-        )
-    # (Re-)registered after the SDK's own exit handler for this client, so that it runs first
-    # (atexit is last in, first out) and replaces the SDK's unbounded shutdown with a bounded one.
+    # (Re-)registered after the client's own exit handler, so that it runs first (atexit is last
+    # in, first out): the client's shutdown() unregisters its handler, so the exit waits only as
+    # long as our bounded shutdown does.
     atexit.unregister(_shutdown_at_exit)
     atexit.register(_shutdown_at_exit)
     logger.info(
@@ -194,20 +226,7 @@ def _create(config: _Config) -> _State:
         config.sample_rate,
         os.getpid(),
     )
-    return _State(config=config, client=client, provider=provider, pid=os.getpid())
-
-
-def _unregister(state: _State) -> None:
-    """Forget ``state``'s SDK resources, so that a new client with the same key starts afresh."""
-    from langfuse._client.resource_manager import LangfuseResourceManager
-
-    resources = getattr(state.client, "_resources", None)
-    if resources is None:
-        return
-    key = resources.public_key
-    with LangfuseResourceManager._lock:
-        if LangfuseResourceManager._instances.get(key) is resources:
-            del LangfuseResourceManager._instances[key]
+    return _State(config=config, client=client, provider=provider)
 
 
 def _shutdown(state: _State) -> None:
@@ -233,18 +252,6 @@ def _bounded(target: Callable[[], None], timeout: float, name: str) -> bool:
     return True
 
 
-def _retire(state: _State, *, inherited: bool) -> None:
-    """Replace a client: inherited through fork (nothing of it to send here), or reconfigured."""
-    try:
-        _unregister(state)
-    except Exception:
-        logger.warning("Could not unregister the previous Langfuse client", exc_info=True)
-    reason = f"inherited from pid {state.pid}" if inherited else "settings changed"
-    logger.info("Replacing the Langfuse client (%s)", reason)
-    # In the background: a run must not wait for the old client's last export.
-    threading.Thread(target=_shutdown, args=(state,), name="langfuse-retire", daemon=True).start()
-
-
 def _flush_timeout(state: _State) -> float:
     return 2.0 * state.config.timeout
 
@@ -256,7 +263,7 @@ def flush_langfuse(timeout: float | None = None) -> bool:
     export then goes on in the background. Never raises.
     """
     state = _state
-    if state is None or state.pid != os.getpid():
+    if state is None:
         return True
 
     def flush() -> None:
@@ -270,32 +277,24 @@ def flush_langfuse(timeout: float | None = None) -> bool:
     )
 
 
-def _shutdown_at_exit() -> None:
-    global _state
-    state = _state
-    if state is None or state.pid != os.getpid():
-        return
-    _state = None
-    resources = getattr(state.client, "_resources", None)
-    if resources is not None:
-        # Our bounded shutdown replaces the SDK's own (unbounded) exit handler.
-        atexit.unregister(resources.shutdown)
-    _bounded(lambda: _shutdown(state), _flush_timeout(state), name="langfuse-shutdown")
-
-
-def reset_for_tests(timeout: float = 5.0) -> None:
-    """Shut this process's client down (flushing, bounded by ``timeout``) and forget it."""
+def close_langfuse(timeout: float | None = None) -> bool:
+    """Flush and shut down this process's client, waiting at most ``timeout`` s (default: twice
+    the export timeout). Its public key gets no new client in this process (see the module
+    docstring). ``True`` when there was nothing to wait for or the shutdown finished."""
     global _state, _failed
     with _lock:
         state, _state, _failed = _state, None, None
     if state is None:
-        return
-    try:
-        _unregister(state)
-    except Exception:
-        logger.warning("Could not unregister the Langfuse client", exc_info=True)
-    if state.pid == os.getpid():
-        _bounded(lambda: _shutdown(state), timeout, name="langfuse-shutdown")
+        return True
+    return _bounded(
+        lambda: _shutdown(state),
+        _flush_timeout(state) if timeout is None else timeout,
+        name="langfuse-shutdown",
+    )
+
+
+def _shutdown_at_exit() -> None:
+    close_langfuse()
 
 
 def trace_id_for_run(run_id: uuid.UUID | str) -> str:
@@ -435,13 +434,13 @@ def run_trace(
     through the OpenTelemetry context). Exceptions from the block pass through unchanged (and
     mark the span as failed); the SDK's own never reach the caller.
     """
-    client = get_langfuse()
+    state = _current()
     stack = ExitStack()
     current = RunTrace()
-    if client is not None:
+    if state is not None:
         try:
             current = _start(
-                client,
+                state,
                 stack,
                 run_id=run_id,
                 user_id=user_id,
@@ -473,7 +472,7 @@ def run_trace(
 
 
 def _start(
-    client: Langfuse,
+    state: _State,
     stack: ExitStack,
     *,
     run_id: uuid.UUID | str,
@@ -495,7 +494,7 @@ def _start(
         run_id=run_id, model=model, correlation_id=correlation_id, metadata=metadata
     )
     observation = stack.enter_context(
-        client.start_as_current_observation(
+        state.client.start_as_current_observation(
             trace_context={"trace_id": trace_id},
             name=TRACE_NAME,
             as_type="agent",
@@ -515,7 +514,7 @@ def _start(
     if not otel_trace.get_current_span().is_recording():
         # Not sampled (or tracing switched off inside the SDK): nothing will be sent.
         return RunTrace()
-    handler = CallbackHandler(public_key=settings.LANGFUSE_PUBLIC_KEY)
+    handler = CallbackHandler(public_key=state.config.public_key)
     return RunTrace(callbacks=[handler], trace_id=trace_id, _observation=observation)
 
 
@@ -533,39 +532,14 @@ def import_sdk() -> None:
         import opentelemetry.sdk.trace  # noqa: F401
 
 
-def install_command_flush() -> None:
-    """Flush Langfuse at the end of every management command (``call_command`` included).
-
-    Wraps ``BaseCommand.execute`` once per process: commands may run agents (evaluations,
-    scripts) and a short-lived process could otherwise exit before the background export.
-    """
-    from django.core.management.base import BaseCommand
-
-    original = BaseCommand.execute
-    if getattr(original, "_flushes_langfuse", False):
-        return
-
-    def execute(self: BaseCommand, *args: Any, **options: Any) -> Any:
-        try:
-            return original(self, *args, **options)
-        finally:
-            flush_langfuse()
-
-    execute._flushes_langfuse = True  # type: ignore[attr-defined]
-    execute.__doc__ = original.__doc__
-    execute.__wrapped__ = original  # type: ignore[attr-defined]
-    BaseCommand.execute = execute  # type: ignore[method-assign]
-
-
 __all__ = [
     "TRACE_NAME",
     "RunTrace",
+    "close_langfuse",
     "flush_langfuse",
     "get_langfuse",
     "import_sdk",
-    "install_command_flush",
     "is_sampled",
-    "reset_for_tests",
     "run_trace",
     "trace_id_for_run",
     "trace_url",

@@ -32,11 +32,11 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from agents import tracing
 from agents.graph.builder import build_graph
 from agents.llm.offline import OfflineChatModel
+from testing.langfuse import langfuse_settings
 from testing.langfuse_receiver import LangfuseReceiver, ReceivedSpan, dead_url
 
 # A traced run may take this much longer than an untraced one, whatever Langfuse does.
 LATENCY_BOUND = 0.5
-PUBLIC_KEY = "pk-lf-test"
 
 
 def _root(span: ReceivedSpan) -> bool:
@@ -51,25 +51,9 @@ def _fresh_client(fresh_langfuse: None) -> None:
     """Every test starts and ends without a Langfuse client in this process."""
 
 
-def enable(settings: SettingsWrapper, host: str, **overrides: Any) -> SettingsWrapper:
-    settings.LANGFUSE_ENABLED = True
-    settings.LANGFUSE_PUBLIC_KEY = PUBLIC_KEY
-    settings.LANGFUSE_SECRET_KEY = "sk-lf-test"
-    settings.LANGFUSE_HOST = host
-    settings.LANGFUSE_PROJECT_ID = ""
-    settings.LANGFUSE_SAMPLE_RATE = 1.0
-    settings.LANGFUSE_TIMEOUT_SECONDS = 1
-    settings.LANGFUSE_FLUSH_AT = 512
-    settings.LANGFUSE_FLUSH_INTERVAL = 60.0  # nothing leaves before an explicit flush
-    settings.LANGFUSE_TAGS = ["agents"]
-    for name, value in overrides.items():
-        setattr(settings, f"LANGFUSE_{name.upper()}", value)
-    return settings
-
-
 @pytest.fixture
 def langfuse_on(settings: SettingsWrapper, receiver: LangfuseReceiver) -> LangfuseReceiver:
-    enable(settings, receiver.base_url)
+    langfuse_settings(settings, receiver.base_url)
     return receiver
 
 
@@ -151,7 +135,7 @@ def test_trace_url(settings: SettingsWrapper) -> None:
 def test_disabled_tracing_has_no_client_and_no_callbacks(
     settings: SettingsWrapper, receiver: LangfuseReceiver
 ) -> None:
-    enable(settings, receiver.base_url, enabled=False)
+    langfuse_settings(settings, receiver.base_url, enabled=False)
 
     assert tracing.get_langfuse() is None
     trace = traced_invoke(uuid.uuid4())
@@ -314,7 +298,7 @@ def test_exceptions_in_the_run_pass_through_and_the_trace_still_ends(
 def test_sample_rate_zero_sends_nothing_and_gives_no_trace_id(
     settings: SettingsWrapper, receiver: LangfuseReceiver
 ) -> None:
-    enable(settings, receiver.base_url, sample_rate=0.0)
+    langfuse_settings(settings, receiver.base_url, sample_rate=0.0)
 
     trace = traced_invoke(uuid.uuid4())
 
@@ -328,7 +312,7 @@ def test_sample_rate_zero_sends_nothing_and_gives_no_trace_id(
 def test_with_a_sample_rate_exactly_the_sampled_runs_arrive(
     settings: SettingsWrapper, receiver: LangfuseReceiver
 ) -> None:
-    enable(settings, receiver.base_url, sample_rate=0.5)
+    langfuse_settings(settings, receiver.base_url, sample_rate=0.5)
     run_ids = [uuid.UUID(int=i) for i in range(24)]
     expected = {
         tracing.trace_id_for_run(r)
@@ -359,7 +343,7 @@ def sdk_imported(settings: SettingsWrapper) -> None:
 @pytest.mark.usefixtures("sdk_imported")
 def test_a_dead_langfuse_adds_no_latency_and_no_error(settings: SettingsWrapper) -> None:
     baseline = untraced_seconds()
-    enable(settings, dead_url(), flush_at=1)  # export at every span: during the runs
+    langfuse_settings(settings, dead_url(), flush_at=1)  # export at every span: during the runs
 
     for _ in range(3):
         started = time.perf_counter()
@@ -376,7 +360,7 @@ def test_a_dead_langfuse_adds_no_latency_and_no_error(settings: SettingsWrapper)
 def test_a_slow_langfuse_adds_no_latency(settings: SettingsWrapper) -> None:
     baseline = untraced_seconds()
     with LangfuseReceiver(delay=5.0) as slow:
-        enable(settings, slow.base_url, flush_at=1)
+        langfuse_settings(settings, slow.base_url, flush_at=1)
         try:
             for _ in range(3):
                 started = time.perf_counter()
@@ -440,7 +424,7 @@ def test_a_client_that_cannot_be_created_is_none(
 # -- one client per process ------------------------------------------------------------------
 
 
-def test_one_client_per_process_replaced_when_settings_change(
+def test_one_client_per_process_replaced_when_the_public_key_changes(
     settings: SettingsWrapper, langfuse_on: LangfuseReceiver
 ) -> None:
     first = tracing.get_langfuse()
@@ -448,35 +432,52 @@ def test_one_client_per_process_replaced_when_settings_change(
     assert tracing.get_langfuse() is first
 
     with LangfuseReceiver() as other:
-        settings.LANGFUSE_HOST = other.base_url
+        langfuse_settings(settings, other.base_url)  # another project: a new public key
         second = tracing.get_langfuse()
         assert second is not None
         assert second is not first
-        run_id = uuid.uuid4()
-        traced_invoke(run_id)
+        traced_invoke(uuid.uuid4())
         tracing.flush_langfuse()
         other.wait_for_spans(_root)
         assert langfuse_on.spans == []
 
 
-def test_a_forked_process_creates_its_own_client(langfuse_on: LangfuseReceiver) -> None:
+def test_changed_settings_with_the_same_public_key_turn_tracing_off(
+    settings: SettingsWrapper, langfuse_on: LangfuseReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK keeps one client per public key and process: a new host needs a restart."""
+    assert tracing.get_langfuse() is not None
+
+    with LangfuseReceiver() as other, caplog.at_level(logging.WARNING, logger="agents.tracing"):
+        settings.LANGFUSE_HOST = other.base_url
+        assert tracing.get_langfuse() is None
+        trace = traced_invoke(uuid.uuid4())  # the run goes on, untraced
+        assert trace.trace_id is None
+        assert tracing.flush_langfuse() is True
+        assert other.requests == []
+    assert langfuse_on.trace_requests() == []
+    assert caplog.text.count("Langfuse is off in this process") == 1
+
+
+def test_a_forked_process_traces_and_sends_the_parents_spans_no_second_time(
+    langfuse_on: LangfuseReceiver,
+) -> None:
+    """Like a gunicorn worker forked from a master that already had a client."""
     parent_client = tracing.get_langfuse()
     assert parent_client is not None
-    traced_invoke(uuid.uuid4())
-    assert tracing.flush_langfuse()
-    run_id = uuid.uuid4()
+    parent_run, child_run = uuid.uuid4(), uuid.uuid4()
+    traced_invoke(parent_run)  # queued in the parent when it forks (nothing is flushed yet)
 
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: like a gunicorn worker forked from a master that had a client
+    if pid == 0:  # the child
         code = 1
         try:
             os.close(read_end)
-            child_client = tracing.get_langfuse()
-            fresh = child_client is not None and child_client is not parent_client
-            trace = traced_invoke(run_id)
+            usable = tracing.get_langfuse() is not None
+            trace = traced_invoke(child_run)
             flushed = tracing.flush_langfuse()
-            os.write(write_end, f"{fresh} {flushed} {trace.trace_id}".encode())
+            os.write(write_end, f"{usable} {flushed} {trace.trace_id}".encode())
             code = 0
         finally:
             os._exit(code)
@@ -492,21 +493,43 @@ def test_a_forked_process_creates_its_own_client(langfuse_on: LangfuseReceiver) 
     with os.fdopen(read_end) as pipe:
         report = pipe.read()
     assert os.waitstatus_to_exitcode(done[1]) == 0, report
-    assert report == f"True True {tracing.trace_id_for_run(run_id)}"
+    assert report == f"True True {tracing.trace_id_for_run(child_run)}"
     langfuse_on.wait_for_spans(lambda s: _root(s) and s.trace_id == report.split()[-1])
+    parent_trace = tracing.trace_id_for_run(parent_run)
+    assert langfuse_on.spans_for_trace(parent_trace) == []  # the child did not send them
+
     assert tracing.get_langfuse() is parent_client  # the parent's client is untouched
+    assert tracing.flush_langfuse() is True
+    roots = [s for s in langfuse_on.spans_for_trace(parent_trace) if _root(s)]
+    assert len(roots) == 1  # sent once, by the parent
 
 
 # -- flushing --------------------------------------------------------------------------------
 
 
-def test_management_commands_flush_when_they_end(langfuse_on: LangfuseReceiver) -> None:
-    assert getattr(BaseCommand.execute, "_flushes_langfuse", False)  # agents.apps installed it
-    run_id = uuid.uuid4()
-    traced_invoke(run_id)
-    assert langfuse_on.spans == []  # still queued (the flush interval is a minute)
+class TracedCommand(BaseCommand):
+    """A command that runs an agent, flushing in its ``handle`` as ``agents.tracing`` says."""
 
-    call_command("check", stdout=io.StringIO())
+    help = "Trace one run."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("run_id", type=uuid.UUID)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            traced_invoke(options["run_id"])
+        finally:
+            tracing.flush_langfuse()
+
+
+def test_a_command_that_flushes_in_handle_has_sent_its_trace_when_it_returns(
+    langfuse_on: LangfuseReceiver,
+) -> None:
+    run_id = uuid.uuid4()
+    traced_invoke(uuid.uuid4())
+    assert langfuse_on.spans == []  # a run's spans wait for a flush (the interval is a minute)
+
+    call_command(TracedCommand(), str(run_id), stdout=io.StringIO())
 
     assert any(_root(s) for s in langfuse_on.spans_for_trace(tracing.trace_id_for_run(run_id)))
 
@@ -532,7 +555,7 @@ def exit_a_process_with_a_trace(host: str) -> tuple[str, float]:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "LANGFUSE_ENABLED": "true",
         "TEST_LANGFUSE_ENABLED": "true",  # APP_ENV=test keeps tracing off unless asked
-        "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
+        "LANGFUSE_PUBLIC_KEY": "pk-lf-test",
         "LANGFUSE_SECRET_KEY": "sk-lf-test",
         "LANGFUSE_HOST": host,
         "LANGFUSE_TIMEOUT_SECONDS": "1",

@@ -8,7 +8,7 @@ import pytest
 
 from agents import tracing
 from agents.models import AgentRun
-from agents.tests.test_tracing import enable
+from testing.langfuse import langfuse_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_langfuse")]
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def test_an_api_run_is_a_trace_with_its_id_on_the_run(
     offline, settings, receiver, user, user_client, admin_client
 ):
-    enable(settings, receiver.base_url)
+    langfuse_settings(settings, receiver.base_url)
     response = user_client.post(
         "/api/v1/agent/run",
         {"message": "show my items", "metadata": {"feature": "search"}},
@@ -49,7 +49,7 @@ def test_an_api_run_is_a_trace_with_its_id_on_the_run(
 
 
 def test_an_unsampled_run_stores_no_trace_id(offline, settings, receiver, user_client):
-    enable(settings, receiver.base_url, sample_rate=0.0)
+    langfuse_settings(settings, receiver.base_url, sample_rate=0.0)
     body = user_client.post("/api/v1/agent/run", {"message": "hi"}, format="json").json()
     run = AgentRun.objects.get(pk=body["run_id"])
     assert run.trace_id == ""
