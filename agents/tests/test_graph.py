@@ -6,11 +6,13 @@ over a dict-backed ``Directory``.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -618,3 +620,19 @@ def test_a_tool_error_reads_back_and_a_result_is_no_error() -> None:
     assert read_tool_error(json.dumps({"items": [], "count": 0})) is None
     assert read_tool_error("plain text from a tool") is None
     assert read_tool_error(json.dumps(["error"])) is None
+
+
+def test_the_graph_package_imports_no_django_code() -> None:
+    """Tools get their data access injected: nothing under agents/graph/ reaches Django."""
+    forbidden = ("django", "rest_framework", "accounts", "config", "agents.models")
+    package = Path(__file__).resolve().parent.parent / "graph"
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(forbidden), f"{module.name} imports {name}"
