@@ -500,6 +500,38 @@ def own_redis(settings: SettingsWrapper) -> Iterator[RedisServer]:
         server.stop()
 
 
+def test_an_unreachable_cache_fails_open_then_closed(settings, caplog):
+    # A Redis cache on a port nothing listens on: every count fails, on either run.
+    settings.CACHES = {
+        **settings.CACHES,
+        "ratelimit-test": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    settings.RATELIMIT_USE_CACHE = "ratelimit-test"
+    settings.LOGIN_RATE_LIMIT = "1/m"
+    wrong = {"username": "nobody@example.com", "password": "wrong-password"}
+    errors_before = metric("ratelimit_backend_errors_total", "login")
+
+    with caplog.at_level(logging.WARNING, logger="core.throttles"):
+        for _ in range(2):  # over the limit, had it counted
+            response = APIClient().post(LOGIN, wrong)
+            assert response.status_code == HTTPStatus.BAD_REQUEST
+            assert "X-RateLimit-Limit" not in response
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "core.throttles"] == [
+        "Rate limit 'login' not checked, request let through"
+    ] * 2
+
+    settings.RATE_LIMIT_FAIL_OPEN = False
+    response = APIClient().post(LOGIN, wrong)
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["code"] == "rate_limit_unavailable"
+    assert "Retry-After" not in response
+    assert metric("ratelimit_backend_errors_total", "login") == errors_before + 3
+
+
 @pytest.mark.services
 def test_redis_stopped_fails_open_or_closed_and_limits_resume_when_it_is_back(
     settings, own_redis, caplog
