@@ -81,12 +81,6 @@ def fresh_ip(rate: str, margin: float = 30.0) -> str:
     return fresh(make, rate, margin)
 
 
-def client_for(user: User) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
-    return client
-
-
 def metric(name: str, scope: str) -> float:
     return REGISTRY.get_sample_value(name, {"scope": scope}) or 0.0
 
@@ -124,7 +118,7 @@ def own_counters(settings: SettingsWrapper) -> Iterator[str]:
 # The answer: 429 JSON, Retry-After, X-RateLimit-* on every answer of a limited endpoint
 
 
-def test_over_the_limit_the_agent_answers_429_with_retry_after(settings):
+def test_over_the_limit_the_agent_answers_429_with_retry_after(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 2
     user = fresh_user("2/m")
     client = client_for(user)
@@ -146,7 +140,7 @@ def test_over_the_limit_the_agent_answers_429_with_retry_after(settings):
 
 @pytest.mark.django_db(transaction=True)  # the stream's run writes from a thread of its own
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators")
-def test_the_stream_shares_the_agent_limit_and_reports_it(settings):
+def test_the_stream_shares_the_agent_limit_and_reports_it(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 2
     client = client_for(fresh_user("2/m"))
 
@@ -167,7 +161,7 @@ def test_the_stream_shares_the_agent_limit_and_reports_it(settings):
     assert_limited(response, limit=2)
 
 
-def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings):
+def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 3
     client = client_for(fresh_user("3/m"))
 
@@ -183,7 +177,7 @@ def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings):
     assert response["X-RateLimit-Remaining"] == "1"
 
 
-def test_limits_are_per_user(settings):
+def test_limits_are_per_user(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 1
     first, second = client_for(fresh_user("1/m")), client_for(fresh_user("1/m"))
     assert first.post(RUN, {"message": "hi"}, format="json").status_code == HTTPStatus.OK
@@ -199,7 +193,7 @@ def test_anonymous_requests_are_refused_before_they_count(settings, api_client):
         assert "X-RateLimit-Limit" not in response
 
 
-def test_a_new_window_admits_requests_again(settings, monkeypatch):
+def test_a_new_window_admits_requests_again(settings, monkeypatch, client_for):
     # A short window so that the test can wait for the next one: the rate is the limit's own
     # (RATE_LIMIT_PER_MINUTE is always per minute).
     monkeypatch.setattr(AgentRateThrottle, "get_rate", lambda self: "2/3s")
@@ -226,7 +220,7 @@ def test_a_new_window_admits_requests_again(settings, monkeypatch):
     assert response["X-RateLimit-Remaining"] == "1"
 
 
-def test_limits_can_be_turned_off(settings):
+def test_limits_can_be_turned_off(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 1
     settings.RATE_LIMIT_ENABLED = False
     client = client_for(UserFactory())
@@ -534,7 +528,7 @@ def test_an_unreachable_cache_fails_open_then_closed(settings, caplog):
 
 @pytest.mark.services
 def test_redis_stopped_fails_open_or_closed_and_limits_resume_when_it_is_back(
-    settings, own_redis, caplog
+    settings, own_redis, caplog, client_for
 ):
     settings.RATE_LIMIT_PER_MINUTE = 2
     user = fresh_user("2/m", margin=40)
