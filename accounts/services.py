@@ -6,24 +6,27 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts import selectors
+from accounts.errors import (
+    CannotDeactivateSelf,
+    EmailAlreadyRegistered,
+    InactiveUser,
+    InvalidCredentials,
+    TokenNotValid,
+    WrongPassword,
+)
 from accounts.models import Item, User, UserManager
-from config.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
-
-
-class EmailAlreadyRegistered(ApplicationError):
-    code = "email_taken"
-    default_detail = "A user with this email already exists."
-
-
-class WrongPassword(ApplicationError):
-    code = "wrong_password"
-    default_detail = "The current password is not correct."
 
 
 def _validate_new_password(password: str, user: User | None = None) -> None:
@@ -94,10 +97,49 @@ def user_change_password(*, user: User, current_password: str, new_password: str
 
 
 @transaction.atomic
-def user_deactivate(*, user: User) -> User:
+def user_deactivate(*, user: User, actor: User) -> User:
+    """Deactivate ``user`` (no data is deleted); nobody deactivates themself."""
+    if user.pk == actor.pk:
+        raise CannotDeactivateSelf()
     user.is_active = False
     user.save(update_fields=["is_active"])
     return user
+
+
+def user_authenticate(*, request: HttpRequest | None, email: str, password: str) -> User:
+    """The active user with these credentials; ``InactiveUser`` only with the right password."""
+    user = authenticate(request, username=email, password=password)
+    if user is None:
+        candidate = selectors.user_get_by_email(email=email)
+        if candidate is not None and not candidate.is_active and candidate.check_password(password):
+            raise InactiveUser()
+        raise InvalidCredentials()
+    assert isinstance(user, User)
+    return user
+
+
+@transaction.atomic
+def token_pair_create(*, user: User) -> dict[str, Any]:
+    """A new access and refresh token (the refresh one recorded for the blacklist); the user's
+    last login is now."""
+    refresh = RefreshToken.for_user(user)
+    access = refresh.access_token
+    update_last_login(User, user)
+    return {
+        "access_token": str(access),
+        "refresh_token": str(refresh),
+        "token_type": "bearer",
+        "expires_in": int(access.lifetime.total_seconds()),
+    }
+
+
+@transaction.atomic
+def refresh_token_blacklist(*, token: str) -> None:
+    """Blacklist a refresh token so that it can't mint new access tokens."""
+    try:
+        RefreshToken(token).blacklist()  # type: ignore[arg-type]  # takes the encoded token
+    except TokenError as exc:
+        raise TokenNotValid(str(exc)) from exc
 
 
 @transaction.atomic

@@ -6,7 +6,7 @@ from rest_framework_simplejwt.views import (
 )
 
 from accounts import views
-from config.api.routers import OptionalSlashRouter
+from core.routers import OptionalSlashRouter
 
 # Paths work with and without a trailing slash, as FastAPI clients expect.
 router = OptionalSlashRouter()

@@ -1,23 +1,18 @@
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import authenticate
-from django.contrib.auth.models import update_last_login
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from accounts import selectors, services
 from accounts.models import Item, User
+from accounts.permissions import IsSuperuser, RegistrationOpen
 from accounts.serializers import (
     ItemInputSerializer,
     ItemOutputSerializer,
@@ -31,79 +26,35 @@ from accounts.serializers import (
     UserOutputSerializer,
     UserUpdateSerializer,
 )
-from config.exceptions import ApplicationError
-from config.ratelimit import LOGIN, rate_limit
+from core.throttles import LoginRateThrottle, RateLimitMixin
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
 
-class InvalidCredentials(ApplicationError):
-    code = "invalid_credentials"
-    default_detail = "Incorrect email or password."
-
-
-class InactiveUser(ApplicationError):
-    code = "inactive_user"
-    default_detail = "This account is inactive."
-
-
-class RegistrationClosed(ApplicationError):
-    status_code = HTTPStatus.FORBIDDEN
-    code = "registration_closed"
-    default_detail = "Open user registration is not allowed on this server."
-
-
-class CannotDeactivateSelf(ApplicationError):
-    code = "cannot_deactivate_self"
-    default_detail = "Superusers cannot deactivate themselves."
-
-
-def token_pair_for(user: User) -> dict[str, Any]:
-    refresh = RefreshToken.for_user(user)
-    access = refresh.access_token
-    update_last_login(User, user)
-    return {
-        "access_token": str(access),
-        "refresh_token": str(refresh),
-        "token_type": "bearer",
-        "expires_in": int(access.lifetime.total_seconds()),
-    }
-
-
-class LoginAccessTokenView(APIView):
+class LoginAccessTokenView(RateLimitMixin, APIView):
     """OAuth2-style password login: form fields ``username`` (the email) and ``password``."""
 
     authentication_classes: list[type] = []
     permission_classes = (permissions.AllowAny,)
+    throttle_classes = (LoginRateThrottle,)
 
     @extend_schema(request=LoginSerializer, responses={200: TokenSerializer, 429: None}, auth=[])
-    @rate_limit(LOGIN)
     def post(self, request: Request) -> Response:
         serializer = LoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        email = serializer.validated_data["username"]
-        password = serializer.validated_data["password"]
-        user = authenticate(request, username=email, password=password)
-        if user is None:
-            candidate = User.objects.filter(email__iexact=email.strip()).first()
-            if (
-                candidate is not None
-                and not candidate.is_active
-                and candidate.check_password(password)
-            ):
-                raise InactiveUser()
-            raise InvalidCredentials()
-        assert isinstance(user, User)
-        return Response(token_pair_for(user))
+        user = services.user_authenticate(
+            request=request,
+            email=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        return Response(services.token_pair_create(user=user))
 
 
-class RateLimitedTokenObtainPairView(TokenObtainPairView):
+class RateLimitedTokenObtainPairView(RateLimitMixin, TokenObtainPairView):
     """simplejwt's password login (``auth/token/``) under the same per-IP limit as
     ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP."""
 
-    @rate_limit(LOGIN)
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+    throttle_classes = (LoginRateThrottle,)
 
 
 class LogoutView(APIView):
@@ -116,10 +67,7 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         serializer = LogoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            RefreshToken(serializer.validated_data["refresh"]).blacklist()
-        except TokenError as exc:
-            raise ApplicationError(str(exc), code="token_not_valid") from exc
+        services.refresh_token_blacklist(token=serializer.validated_data["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -127,23 +75,14 @@ class SignupView(APIView):
     """Open registration, when ``USERS_OPEN_REGISTRATION`` allows it."""
 
     authentication_classes: list[type] = []
-    permission_classes = (permissions.AllowAny,)
+    permission_classes = (RegistrationOpen,)
 
     @extend_schema(request=SignupSerializer, responses={201: UserOutputSerializer}, auth=[])
     def post(self, request: Request) -> Response:
-        if not settings.USERS_OPEN_REGISTRATION:
-            raise RegistrationClosed()
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_create(**serializer.validated_data)
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
-
-
-class IsSuperuser(permissions.BasePermission):
-    message = "Only superusers can do this."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_superuser)
 
 
 class UserViewSet(
@@ -181,10 +120,9 @@ class UserViewSet(
 
     @extend_schema(responses={204: None}, description="Deactivate the user (no data is deleted).")
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        user = self.get_object()
-        if user.pk == request.user.pk:
-            raise CannotDeactivateSelf()
-        services.user_deactivate(user=user)
+        actor = request.user
+        assert isinstance(actor, User)
+        services.user_deactivate(user=self.get_object(), actor=actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -204,11 +142,11 @@ class UserViewSet(
         return Response(self.me_payload(user))
 
     def me_payload(self, user: User) -> dict[str, Any]:
-        """The caller's profile; other apps extend it (see ``agents`` for token budgets)."""
-        # Imported here: agents depends on accounts, not the other way round at import time.
-        from agents.budget import token_budget
-
-        return {**UserOutputSerializer(user).data, "token_budget": token_budget(user)}
+        """The caller's profile, with their daily agent token budget."""
+        return {
+            **UserOutputSerializer(user).data,
+            "token_budget": selectors.user_token_budget(user=user),
+        }
 
     @extend_schema(request=PasswordChangeSerializer, responses={204: None})
     @action(detail=False, methods=["patch", "post"], url_path="me/password")

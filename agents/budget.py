@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from agents import selectors
-from config.exceptions import ApplicationError
 from config.metrics import RATELIMIT_REJECTIONS
+from core.errors import ApplicationError
 
 
 class TokenBudgetExceeded(ApplicationError):

@@ -1,8 +1,8 @@
-"""The agent's domain errors; ``config.api.exceptions`` turns them into JSON responses."""
+"""The agent's domain errors; ``core.exception_handler`` turns them into JSON responses."""
 
 from http import HTTPStatus
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 
 
 class ThreadNotFound(ApplicationError):

@@ -1,5 +1,5 @@
 from agents import views
-from config.api.routers import OptionalSlashRouter
+from core.routers import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("agent", views.AgentViewSet, basename="agent")

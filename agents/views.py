@@ -28,8 +28,8 @@ from agents.serializers import (
 )
 from agents.service import AgentService
 from agents.streaming import stream_events
-from config.api.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
-from config.ratelimit import AGENT, rate_limit
+from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
+from core.throttles import AgentRateThrottle, RateLimitMixin
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -51,10 +51,11 @@ class JSONErrorsNegotiation(BaseContentNegotiation):
         return renderer, renderer.media_type
 
 
-class AgentViewSet(viewsets.GenericViewSet):
+class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
     """Run the agent."""
 
     serializer_class = RunInputSerializer
+    throttle_classes = (AgentRateThrottle,)
 
     def get_content_negotiator(self) -> BaseContentNegotiation:
         # Not cached: DRF asks once before the action is known (for parsers) and once after.
@@ -81,7 +82,6 @@ class AgentViewSet(viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"])
-    @rate_limit(AGENT)
     @within_token_budget
     def run(self, request: Request) -> Response:
         serializer = RunInputSerializer(data=request.data)
@@ -104,7 +104,6 @@ class AgentViewSet(viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"], url_path="run/stream")
-    @rate_limit(AGENT)
     @within_token_budget
     def run_stream(self, request: Request) -> StreamingHttpResponse:
         serializer = RunInputSerializer(data=request.data)

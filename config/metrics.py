@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-# Rate limits and budgets (config.ratelimit, agents.budget). ``scope``: "agent", "login",
+# Rate limits and budgets (core.throttles, agents.budget). ``scope``: "agent", "login",
 # "token_budget", ...
 RATELIMIT_REJECTIONS = Counter(
     "ratelimit_rejections_total",

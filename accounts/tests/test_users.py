@@ -85,8 +85,15 @@ def test_signup_when_closed(api_client):
         format="json",
     )
     assert response.status_code == HTTPStatus.FORBIDDEN
-    assert response.json()["code"] == "registration_closed"
+    assert response.json() == {
+        "detail": "Open user registration is not allowed on this server.",
+        "code": "registration_closed",
+    }
     assert not User.objects.filter(email="x@example.com").exists()
+    # Closed before the body is read: an invalid one gets the same answer.
+    response = api_client.post("/api/v1/users/signup", {"email": "x"}, format="json")
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert response.json()["code"] == "registration_closed"
 
 
 def test_superuser_manages_users(superuser, admin_client_api):
@@ -110,11 +117,19 @@ def test_superuser_manages_users(superuser, admin_client_api):
 
     self_delete = admin_client_api.delete(f"/api/v1/users/{superuser.id}")
     assert self_delete.status_code == HTTPStatus.BAD_REQUEST
+    assert self_delete.json()["code"] == "cannot_deactivate_self"
+    superuser.refresh_from_db()
+    assert superuser.is_active
 
 
 def test_normal_users_cannot_manage_users(user_client):
     other = UserFactory()
-    assert user_client.get("/api/v1/users/").status_code == HTTPStatus.FORBIDDEN
+    response = user_client.get("/api/v1/users/")
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert response.json() == {
+        "detail": "Only superusers can do this.",
+        "code": "permission_denied",
+    }
     assert user_client.get(f"/api/v1/users/{other.id}").status_code == HTTPStatus.FORBIDDEN
     assert (
         user_client.patch(f"/api/v1/users/{other.id}", {"is_active": False}).status_code

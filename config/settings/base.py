@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "django_prometheus",
+    "core",
     "accounts",
     "agents",
     "evaluations",

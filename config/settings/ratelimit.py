@@ -1,4 +1,5 @@
-"""Rate limits (django-ratelimit on the ``default`` cache) and the agent's daily token budget.
+"""Rate limits (``core.throttles``: django-ratelimit counters on the ``default`` cache) and the
+agent's daily token budget.
 
 Limits count in the cache: with Redis (``REDIS_URL``) they hold across every process; with the
 in-process cache of the embedded default each process counts on its own.

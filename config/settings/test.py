@@ -25,7 +25,7 @@ STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405  (WhiteNoise warns about a missin
 OFFLINE_MODEL_STREAM_DELAY = 0.0
 AGENT_CHECKPOINT_SQLITE_PATH = str(BASE_DIR / "var" / "test-checkpoints.sqlite3")
 
-# Limits stay on, high enough for the rest of the suite; config/tests/test_ratelimit.py lowers
+# Limits stay on, high enough for the rest of the suite; core/tests/test_throttles.py lowers
 # them (in process, and through the environment for the servers it starts).
 RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=10_000)
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10000/m")

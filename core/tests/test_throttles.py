@@ -1,5 +1,6 @@
-"""Rate limits: the 429 answer and its headers, windows, per-IP login limits, exactness across
-processes (a burst against two server processes sharing one Redis), and Redis going away.
+"""Rate limits (core.throttles): the 429 answer and its headers, windows, per-IP login limits,
+the throttle classes on a view of their own, exactness across processes (a burst against two
+server processes sharing one Redis), and Redis going away.
 
 Counters live in the ``default`` cache: Redis on the services run, the in-process cache on the
 embedded one. Every test counts under a key prefix of its own, and picks a user id or client
@@ -25,18 +26,21 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import caches
-from django_ratelimit.core import _get_window, _split_rate
-from django_ratelimit.exceptions import Ratelimited
+from django.core.exceptions import ImproperlyConfigured
+from django_ratelimit.core import _get_window, _split_rate, get_usage
 from prometheus_client import REGISTRY
 from pytest_django.fixtures import Settings as SettingsWrapper
-from rest_framework.test import APIClient
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentRun, AgentThread
-from config import ratelimit
-from config.api.exceptions import exception_handler
+from core.throttles import AgentRateThrottle, RateLimitMixin, RateLimitThrottle
 from testing.live import database_env, free_port, run_server
 
 RUN = "/api/v1/agent/run"
@@ -77,12 +81,6 @@ def fresh_ip(rate: str, margin: float = 30.0) -> str:
     return fresh(make, rate, margin)
 
 
-def client_for(user: User) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
-    return client
-
-
 def metric(name: str, scope: str) -> float:
     return REGISTRY.get_sample_value(name, {"scope": scope}) or 0.0
 
@@ -120,7 +118,7 @@ def own_counters(settings: SettingsWrapper) -> Iterator[str]:
 # The answer: 429 JSON, Retry-After, X-RateLimit-* on every answer of a limited endpoint
 
 
-def test_over_the_limit_the_agent_answers_429_with_retry_after(settings):
+def test_over_the_limit_the_agent_answers_429_with_retry_after(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 2
     user = fresh_user("2/m")
     client = client_for(user)
@@ -142,7 +140,7 @@ def test_over_the_limit_the_agent_answers_429_with_retry_after(settings):
 
 @pytest.mark.django_db(transaction=True)  # the stream's run writes from a thread of its own
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators")
-def test_the_stream_shares_the_agent_limit_and_reports_it(settings):
+def test_the_stream_shares_the_agent_limit_and_reports_it(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 2
     client = client_for(fresh_user("2/m"))
 
@@ -163,7 +161,7 @@ def test_the_stream_shares_the_agent_limit_and_reports_it(settings):
     assert_limited(response, limit=2)
 
 
-def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings):
+def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 3
     client = client_for(fresh_user("3/m"))
 
@@ -179,7 +177,7 @@ def test_errors_of_a_limited_endpoint_carry_the_headers_and_count(settings):
     assert response["X-RateLimit-Remaining"] == "1"
 
 
-def test_limits_are_per_user(settings):
+def test_limits_are_per_user(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 1
     first, second = client_for(fresh_user("1/m")), client_for(fresh_user("1/m"))
     assert first.post(RUN, {"message": "hi"}, format="json").status_code == HTTPStatus.OK
@@ -195,10 +193,10 @@ def test_anonymous_requests_are_refused_before_they_count(settings, api_client):
         assert "X-RateLimit-Limit" not in response
 
 
-def test_a_new_window_admits_requests_again(settings, monkeypatch):
+def test_a_new_window_admits_requests_again(settings, monkeypatch, client_for):
     # A short window so that the test can wait for the next one: the rate is the limit's own
     # (RATE_LIMIT_PER_MINUTE is always per minute).
-    monkeypatch.setattr(ratelimit.AGENT, "rate", "2/3s")
+    monkeypatch.setattr(AgentRateThrottle, "get_rate", lambda self: "2/3s")
     client = client_for(UserFactory())
 
     # Requests until one is refused; a window ending in between restarts the count.
@@ -222,7 +220,7 @@ def test_a_new_window_admits_requests_again(settings, monkeypatch):
     assert response["X-RateLimit-Remaining"] == "1"
 
 
-def test_limits_can_be_turned_off(settings):
+def test_limits_can_be_turned_off(settings, client_for):
     settings.RATE_LIMIT_PER_MINUTE = 1
     settings.RATE_LIMIT_ENABLED = False
     client = client_for(UserFactory())
@@ -230,13 +228,6 @@ def test_limits_can_be_turned_off(settings):
         response = client.post(RUN, {"message": "hi"}, format="json")
         assert response.status_code == HTTPStatus.OK
         assert "X-RateLimit-Limit" not in response
-
-
-def test_django_ratelimits_own_exception_is_a_429_not_a_403():
-    response = exception_handler(Ratelimited(), {"request": None})
-    assert response is not None
-    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
-    assert response.data == {"detail": "Too many requests.", "code": "rate_limited"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,6 +267,101 @@ def test_login_endpoints_share_a_per_ip_limit(settings, api_client):
     assert response.status_code == HTTPStatus.OK
     assert response.json()["access_token"]
     assert response["X-RateLimit-Remaining"] == "2"
+
+
+def test_requests_no_handler_answers_are_not_counted(settings, api_client):
+    settings.LOGIN_RATE_LIMIT = "2/m"
+    ip = fresh_ip("2/m")
+    response = api_client.get(LOGIN, REMOTE_ADDR=ip)
+    assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    assert "X-RateLimit-Limit" not in response
+    assert api_client.options(LOGIN, REMOTE_ADDR=ip).status_code == HTTPStatus.OK
+
+    wrong = {"username": "nobody@example.com", "password": "wrong-password"}
+    for remaining in ("1", "0"):
+        response = api_client.post(LOGIN, wrong, REMOTE_ADDR=ip)
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert response["X-RateLimit-Remaining"] == remaining
+    assert_limited(api_client.post(LOGIN, wrong, REMOTE_ADDR=ip), limit=2)
+
+
+# --------------------------------------------------------------------------------------------
+# The throttle classes on a view of their own
+
+
+class WideThrottle(RateLimitThrottle):
+    scope = "test-wide"
+    key = "ip"
+
+    def get_rate(self) -> str:
+        return "5/m"
+
+
+class NarrowThrottle(RateLimitThrottle):
+    scope = "test-narrow"
+    key = "ip"
+
+    def get_rate(self) -> str:
+        return "2/m"
+
+
+class TwoLimitsView(RateLimitMixin, APIView):
+    authentication_classes: list[type] = []
+    permission_classes = (AllowAny,)
+    throttle_classes = (WideThrottle, NarrowThrottle)
+
+    def post(self, request: Request) -> Response:
+        return Response({"ok": True})
+
+
+class WithoutMixinView(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = (AllowAny,)
+    throttle_classes = (NarrowThrottle,)
+
+
+def count(throttle: type[RateLimitThrottle], ip: str) -> int:
+    """The throttle's current count for ``ip``, read without counting."""
+    request = APIRequestFactory().get("/", REMOTE_ADDR=ip)
+    usage = get_usage(request, group=throttle.scope, key="ip", rate=throttle().get_rate())
+    assert usage is not None
+    return usage["count"]
+
+
+def test_a_view_reports_its_tightest_limit_and_counts_every_limit():
+    ip = fresh_ip("2/m")
+    while seconds_left(ip, "5/m") < 30:
+        ip = fresh_ip("2/m")
+    view = TwoLimitsView.as_view()
+
+    def post() -> Any:
+        return view(APIRequestFactory().post("/", {}, format="json", REMOTE_ADDR=ip))
+
+    for remaining in ("1", "0"):
+        response = post()
+        assert response.status_code == HTTPStatus.OK
+        assert response["X-RateLimit-Limit"] == "2"
+        assert response["X-RateLimit-Remaining"] == remaining
+    response = post()
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    retry_after = int(response["Retry-After"])
+    assert 0 < retry_after <= 60
+    assert response.data == {
+        "detail": f"Too many requests: the limit is 2 in this window. "
+        f"Try again in {retry_after} seconds.",
+        "code": "rate_limited",
+    }
+    assert response["X-RateLimit-Limit"] == "2"
+    assert response["X-RateLimit-Remaining"] == "0"
+    # DRF checks every throttle of the view, so the wide limit counted all three requests.
+    assert count(WideThrottle, ip) == 3
+    assert count(NarrowThrottle, ip) == 3
+
+
+def test_a_rate_limit_throttle_needs_the_mixin():
+    request = Request(APIRequestFactory().post("/", REMOTE_ADDR=fresh_ip("2/m")))
+    with pytest.raises(ImproperlyConfigured, match="RateLimitMixin"):
+        NarrowThrottle().allow_request(request, WithoutMixinView())
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,9 +494,41 @@ def own_redis(settings: SettingsWrapper) -> Iterator[RedisServer]:
         server.stop()
 
 
+def test_an_unreachable_cache_fails_open_then_closed(settings, caplog):
+    # A Redis cache on a port nothing listens on: every count fails, on either run.
+    settings.CACHES = {
+        **settings.CACHES,
+        "ratelimit-test": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    settings.RATELIMIT_USE_CACHE = "ratelimit-test"
+    settings.LOGIN_RATE_LIMIT = "1/m"
+    wrong = {"username": "nobody@example.com", "password": "wrong-password"}
+    errors_before = metric("ratelimit_backend_errors_total", "login")
+
+    with caplog.at_level(logging.WARNING, logger="core.throttles"):
+        for _ in range(2):  # over the limit, had it counted
+            response = APIClient().post(LOGIN, wrong)
+            assert response.status_code == HTTPStatus.BAD_REQUEST
+            assert "X-RateLimit-Limit" not in response
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "core.throttles"] == [
+        "Rate limit 'login' not checked, request let through"
+    ] * 2
+
+    settings.RATE_LIMIT_FAIL_OPEN = False
+    response = APIClient().post(LOGIN, wrong)
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["code"] == "rate_limit_unavailable"
+    assert "Retry-After" not in response
+    assert metric("ratelimit_backend_errors_total", "login") == errors_before + 3
+
+
 @pytest.mark.services
 def test_redis_stopped_fails_open_or_closed_and_limits_resume_when_it_is_back(
-    settings, own_redis, caplog
+    settings, own_redis, caplog, client_for
 ):
     settings.RATE_LIMIT_PER_MINUTE = 2
     user = fresh_user("2/m", margin=40)
@@ -430,12 +548,12 @@ def test_redis_stopped_fails_open_or_closed_and_limits_resume_when_it_is_back(
 
     # Fail open (the default): through, with a warning and a metric, without limit headers.
     errors_before = metric("ratelimit_backend_errors_total", "agent")
-    with caplog.at_level(logging.WARNING, logger="config.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="core.throttles"):
         for _ in range(3):  # more than the limit: nothing is counted
             response = post()
             assert response.status_code == HTTPStatus.OK, response.content
             assert "X-RateLimit-Limit" not in response
-    warnings = [r for r in caplog.records if r.name == "config.ratelimit"]
+    warnings = [r for r in caplog.records if r.name == "core.throttles"]
     assert len(warnings) == 3
     assert all(r.levelno == logging.WARNING for r in warnings)
     assert "let through" in warnings[0].getMessage()

@@ -9,15 +9,12 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.exceptions import ApplicationError
-from config.metrics import RATELIMIT_REJECTIONS
-from config.ratelimit import response_headers
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +29,12 @@ def _first_code(codes: Any) -> str | None:
     return None
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    response = _handle(exc, context)
-    if response is not None:
-        # A rate-limited endpoint reports its limit on errors too (see config.ratelimit).
-        for name, value in response_headers(context.get("request")).items():
-            response[name] = value
-        # An ApplicationError may carry headers of its own (Retry-After on a 429).
-        if isinstance(exc, ApplicationError):
-            for name, value in (getattr(exc, "headers", None) or {}).items():
-                response[name] = value
-    return response
-
-
-def _handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """``REST_FRAMEWORK["EXCEPTION_HANDLER"]``. A rate-limited view adds its ``X-RateLimit-*``
+    headers afterwards (``core.throttles.RateLimitMixin``)."""
     if isinstance(exc, ApplicationError):
         body = {"detail": exc.detail, "code": exc.code, **exc.extra}
-        return Response(body, status=exc.status_code)
-
-    if isinstance(exc, Ratelimited):
-        # django-ratelimit's own decorator raises a PermissionDenied, which would be a 403. It
-        # doesn't say when the window ends: config.ratelimit.rate_limit does (Retry-After).
-        RATELIMIT_REJECTIONS.labels(scope="other").inc()
-        return Response({"detail": "Too many requests.", "code": "rate_limited"}, status=429)
+        return Response(body, status=exc.status_code, headers=exc.headers)
 
     if isinstance(exc, RequestDataTooBig):
         return Response(
