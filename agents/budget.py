@@ -1,18 +1,16 @@
 """The per-user daily token budget: ``AGENT_DAILY_TOKEN_BUDGET`` tokens a UTC day (0: off).
 
 Counted from the tokens the LLM reported for the user's runs (``AgentRun.total_tokens``) since
-midnight UTC. A run is refused (429 ``token_budget_exceeded``) once the budget is used up; a run
-that starts under budget finishes, so concurrent runs can overshoot it by what they use.
+midnight UTC. A run is refused (429 ``token_budget_exceeded``) once the budget is used up: by
+``agents.runner.agent_run_start``, so every caller is bound by it. A run that starts under budget
+finishes, so concurrent runs can overshoot it by what they use.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -61,20 +59,3 @@ def check_token_budget(user: User) -> None:
     if used >= limit:
         RATELIMIT_REJECTIONS.labels(scope="token_budget").inc()
         raise TokenBudgetExceeded(limit=limit, used=used, retry_after=seconds_until_utc_midnight())
-
-
-ViewMethod = TypeVar("ViewMethod", bound=Callable[..., Any])
-
-
-def within_token_budget(view_method: ViewMethod) -> ViewMethod:
-    """Decorate a DRF view method that starts a run: refuse it when the caller's budget is
-    used up."""
-
-    @functools.wraps(view_method)
-    def wrapped(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        user = request.user
-        if isinstance(user, User):
-            check_token_budget(user)
-        return view_method(self, request, *args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]
