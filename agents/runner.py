@@ -109,13 +109,12 @@ def agent_run_execute(
 
     ``model`` and ``checkpointer`` replace the configured ones: for tests and embedding.
     """
-    execution = _execution_build(
-        run=run, tokens=tokens, cancel=cancel, model=model, checkpointer=checkpointer
-    )
+    execution = _execution_prepare(run=run, tokens=tokens, cancel=cancel)
     failure: AgentRunError | None = None
     with _traced(execution) as trace:
         metrics.run_started()
         try:
+            execution.graph = _graph_build(run=run, model=model, checkpointer=checkpointer)
             yield RunEvent(
                 run_id=str(run.id), thread_id=str(run.thread_id), trace_id=trace.trace_id
             )
@@ -276,10 +275,9 @@ class _Cancellation(BaseCallbackHandler):
 
 @dataclass
 class _Execution:
-    """Everything one execution of a run needs, built before the graph starts."""
+    """What one execution of a run keeps track of, from before the graph starts to the end."""
 
     run: AgentRun
-    graph: Any  # a compiled LangGraph graph
     config: RunnableConfig
     callbacks: list[BaseCallbackHandler]  # ours; the trace's are added when it starts
     graph_input: dict[str, Any]
@@ -287,27 +285,15 @@ class _Execution:
     usage: UsageMetadataCallbackHandler
     state: _RunState
     cancel: threading.Event | None
+    graph: Any = None  # the compiled LangGraph graph, once built
     started: float = field(default_factory=time.perf_counter)
     trace_id: str = ""
 
 
-def _execution_build(
-    *,
-    run: AgentRun,
-    tokens: bool,
-    cancel: threading.Event | None,
-    model: BaseChatModel | None,
-    checkpointer: BaseCheckpointSaver | None,
+def _execution_prepare(
+    *, run: AgentRun, tokens: bool, cancel: threading.Event | None
 ) -> _Execution:
-    """The graph, its config (thread, callbacks, limits) and its input for ``run``."""
-    user = run.user
-    graph = build_graph(
-        model=model or get_chat_model(),
-        tools=get_all_tools(user=user),
-        checkpointer=checkpointer or get_checkpointer(),
-        max_steps=settings.AGENT_MAX_STEPS,
-        max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
-    )
+    """The graph's config (thread, callbacks, limits) and input for ``run``."""
     usage = UsageMetadataCallbackHandler()
     callbacks: list[BaseCallbackHandler] = [usage, metrics.LLMTimingCallback()]
     if cancel is not None:
@@ -317,18 +303,17 @@ def _execution_build(
         "callbacks": callbacks,
         "recursion_limit": settings.AGENT_MAX_STEPS * 2 + 10,
         "run_name": "agent_graph",
-        "metadata": {"run_id": str(run.id), "user_id": str(user.id)},
+        "metadata": {"run_id": str(run.id), "user_id": str(run.user_id)},
     }
     graph_input = {
         "messages": [HumanMessage(content=run.input)],
-        "user_id": str(user.id),
+        "user_id": str(run.user_id),
         "plan": None,
         "steps": 0,
         "error": None,
     }
     return _Execution(
         run=run,
-        graph=graph,
         config=config,
         callbacks=callbacks,
         graph_input=graph_input,
@@ -336,6 +321,19 @@ def _execution_build(
         usage=usage,
         state=_RunState(model=run.model),
         cancel=cancel,
+    )
+
+
+def _graph_build(
+    *, run: AgentRun, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None
+) -> Any:
+    """The agent's graph, with the tools the run's user may use."""
+    return build_graph(
+        model=model or get_chat_model(),
+        tools=get_all_tools(user=run.user),
+        checkpointer=checkpointer or get_checkpointer(),
+        max_steps=settings.AGENT_MAX_STEPS,
+        max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
     )
 
 
@@ -486,6 +484,8 @@ def _domain_error(exc: Exception) -> AgentRunError:
 def _thread_repair(execution: _Execution) -> None:
     """Answer tool calls a failed run left open, so that the thread's next turn works."""
     graph, config = execution.graph, execution.config
+    if graph is None:  # it failed to build: the run never reached the thread
+        return
     try:
         snapshot = graph.get_state(config)
         messages = snapshot.values.get("messages") or []

@@ -29,7 +29,7 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from agents import selectors
 from agents.checkpointer import get_checkpointer
-from agents.errors import LLMUnavailable, RunCancelled, ThreadNotFound
+from agents.errors import AgentRunError, LLMUnavailable, RunCancelled, ThreadNotFound
 from agents.events import (
     AgentEvent,
     DoneEvent,
@@ -363,3 +363,26 @@ def test_the_checkpointer_matches_the_database(user: User) -> None:
                 "SELECT count(*) FROM checkpoints WHERE thread_id = ?", [thread_id]
             ).fetchone()[0]
         assert count > 0
+
+
+@pytest.mark.django_db
+def test_a_run_whose_model_cannot_be_built_is_finished_not_left_running(
+    settings: Any, user: User
+) -> None:
+    run = agent_run_start(user=user, message="hello")
+    # A worker with broken credentials: the model fails before the graph ever starts.
+    settings.LLM_MODEL_PROVIDER = "azure"
+    settings.AZURE_OPENAI_ENDPOINT = "https://azure.invalid"
+    settings.AZURE_OPENAI_API_KEY = ""
+    events: list[AgentEvent] = []
+
+    with pytest.raises(AgentRunError) as raised:
+        collect(agent_run_execute(run=run), events)
+
+    assert events == []
+    assert raised.value.code == "agent_error"
+    assert raised.value.extra["run_id"] == str(run.id)
+    stored = AgentRun.objects.get(pk=run.pk)
+    assert stored.status == AgentRun.Status.ERROR
+    assert stored.error.startswith("agent_error: ")
+    assert stored.finished_at is not None
