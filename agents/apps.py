@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 class AgentsConfig(AppConfig):
@@ -11,6 +11,13 @@ class AgentsConfig(AppConfig):
         from agents.checkpointer import setup_checkpoint_tables_on_migrate
 
         post_migrate.connect(setup_checkpoint_tables_on_migrate, sender=self)
+
+        from agents import signals
+        from agents.models import AgentThread
+
+        post_delete.connect(
+            signals.thread_memory_forget, sender=AgentThread, dispatch_uid="agents.thread_memory"
+        )
 
         from agents import metrics
 

@@ -1,40 +1,23 @@
 """The per-user daily token budget: ``AGENT_DAILY_TOKEN_BUDGET`` tokens a UTC day (0: off).
 
 Counted from the tokens the LLM reported for the user's runs (``AgentRun.total_tokens``) since
-midnight UTC. A run is refused (429 ``token_budget_exceeded``) once the budget is used up; a run
-that starts under budget finishes, so concurrent runs can overshoot it by what they use.
+midnight UTC. A run is refused (429 ``token_budget_exceeded``) once the budget is used up: by
+``agents.runner.agent_run_start``, so every caller is bound by it. A run that starts under budget
+finishes, so concurrent runs can overshoot it by what they use.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from http import HTTPStatus
-from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
 from agents import selectors
+from agents.errors import TokenBudgetExceeded
 from config.metrics import RATELIMIT_REJECTIONS
-from core.errors import ApplicationError
-
-
-class TokenBudgetExceeded(ApplicationError):
-    status_code = HTTPStatus.TOO_MANY_REQUESTS
-    code = "token_budget_exceeded"
-    default_detail = "The daily token budget is used up. Try again tomorrow (UTC)."
-
-    def __init__(self, *, limit: int, used: int, retry_after: int) -> None:
-        super().__init__(
-            f"The daily token budget of {limit} tokens is used up ({used} used today). "
-            "It starts again at midnight UTC."
-        )
-        # The API's exception handler puts an ApplicationError's ``headers`` on the response.
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 def seconds_until_utc_midnight(now: datetime | None = None) -> int:
@@ -61,20 +44,3 @@ def check_token_budget(user: User) -> None:
     if used >= limit:
         RATELIMIT_REJECTIONS.labels(scope="token_budget").inc()
         raise TokenBudgetExceeded(limit=limit, used=used, retry_after=seconds_until_utc_midnight())
-
-
-ViewMethod = TypeVar("ViewMethod", bound=Callable[..., Any])
-
-
-def within_token_budget(view_method: ViewMethod) -> ViewMethod:
-    """Decorate a DRF view method that starts a run: refuse it when the caller's budget is
-    used up."""
-
-    @functools.wraps(view_method)
-    def wrapped(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        user = request.user
-        if isinstance(user, User):
-            check_token_budget(user)
-        return view_method(self, request, *args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]

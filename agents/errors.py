@@ -43,6 +43,20 @@ class RunCancelled(AgentRunError):
     default_detail = "The client disconnected; the run was stopped."
 
 
+class TokenBudgetExceeded(ApplicationError):
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    code = "token_budget_exceeded"
+    default_detail = "The daily token budget is used up. Try again tomorrow (UTC)."
+
+    def __init__(self, *, limit: int, used: int, retry_after: int) -> None:
+        super().__init__(
+            f"The daily token budget of {limit} tokens is used up ({used} used today). "
+            "It starts again at midnight UTC."
+        )
+        # The API's exception handler puts an ApplicationError's ``headers`` on the response.
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 def classify_exception(exc: BaseException) -> type[AgentRunError]:
     """Which domain error an exception raised inside the graph amounts to."""
     timeouts: list[type[BaseException]] = [TimeoutError]

@@ -1,6 +1,6 @@
 """Prometheus metrics of agent runs, and the small API that counts them.
 
-``agents.service`` reports each run's lifecycle through :func:`run_started`,
+``agents.runner`` reports each run's lifecycle through :func:`run_started`,
 :func:`run_finished` and :func:`tool_called`, and times every LLM request with an
 :class:`LLMTimingCallback` in the run's callbacks. ``config.metrics_view`` serves them on
 ``GET /metrics`` together with django-prometheus's request, database and cache metrics and the

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import logging
 import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
 
 
 class AgentThread(models.Model):
@@ -70,16 +67,3 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} run {self.id}"
-
-
-@receiver(post_delete, sender=AgentThread)
-def _forget_thread_memory(
-    sender: type[AgentThread], instance: AgentThread, **kwargs: object
-) -> None:
-    """However a thread goes (API, admin, a deleted user), its checkpoints go with it."""
-    from agents.checkpointer import get_checkpointer
-
-    try:
-        get_checkpointer().delete_thread(str(instance.id))
-    except Exception:  # the memory is purged again before its id is ever reused
-        logging.getLogger(__name__).exception("Could not delete checkpoints of %s", instance.id)

@@ -51,20 +51,35 @@ class UsageSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField(allow_null=True)
 
 
-class RunResultSerializer(serializers.Serializer):
-    """The seed's response body."""
+class BlankAsNullCharField(serializers.CharField):
+    """A text column that is blank when unset, answered as null."""
 
-    response = serializers.CharField()
-    thread_id = serializers.UUIDField()
-    trace_id = serializers.CharField(allow_null=True)
-    trace_url = serializers.URLField(allow_null=True)
-    run_id = serializers.UUIDField()
-    latency_ms = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["success", "error"])
-    plan = serializers.CharField(allow_null=True)
-    provider = serializers.CharField()
-    model = serializers.CharField()
-    usage = UsageSerializer()
+    def to_representation(self, value: Any) -> Any:
+        return str(value) if value else None
+
+
+class TraceUrlField(serializers.URLField):
+    """The Langfuse page of the trace whose id is the source; null when the run was not traced."""
+
+    def to_representation(self, value: Any) -> Any:
+        return trace_url(str(value) if value else None)
+
+
+class RunResultSerializer(serializers.Serializer):
+    """The seed's response body (of ``POST /agent/run`` and the ``done`` event), plus who
+    answered and what it cost: the output of a finished ``AgentRun``."""
+
+    response = serializers.CharField(read_only=True)
+    thread_id = serializers.UUIDField(read_only=True)
+    trace_id = BlankAsNullCharField(read_only=True, allow_null=True)
+    run_id = serializers.UUIDField(source="id", read_only=True)
+    latency_ms = serializers.IntegerField(read_only=True)
+    status = serializers.ChoiceField(choices=["success", "error"], read_only=True)
+    plan = BlankAsNullCharField(read_only=True, allow_null=True)
+    provider = serializers.CharField(read_only=True)
+    model = serializers.CharField(read_only=True)
+    trace_url = TraceUrlField(source="trace_id", read_only=True, allow_null=True)
+    usage = UsageSerializer(source="*", read_only=True)
 
 
 class RunErrorSerializer(serializers.Serializer):

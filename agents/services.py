@@ -33,8 +33,9 @@ def thread_resolve_for_run(
         return AgentThread.objects.create(owner=user, title=_title_from(first_message))
     thread = AgentThread.objects.filter(pk=thread_id).first()
     if thread is None:
-        # Memory left under this id by a deleted thread is nobody's now: never hand it over.
-        get_checkpointer().delete_thread(str(thread_id))
+        # Memory left under this id by a deleted thread (whose receiver failed to delete it) is
+        # nobody's now: never hand it over.
+        thread_memory_delete(thread_id=thread_id)
         try:
             with transaction.atomic():
                 return AgentThread.objects.create(
@@ -88,6 +89,14 @@ def run_finish(*, run: AgentRun, status: str, **fields: Any) -> AgentRun:
 
 
 def thread_delete(*, thread: AgentThread) -> None:
-    """Delete a thread, its runs and its checkpoints (the conversation memory)."""
-    get_checkpointer().delete_thread(str(thread.id))
+    """Delete a thread and its runs; ``agents.signals`` deletes its memory with it."""
     thread.delete()
+
+
+def thread_memory_delete(*, thread_id: uuid.UUID) -> None:
+    """Delete a thread's checkpoints: the conversation memory LangGraph keeps under its id.
+
+    The one place memory is deleted: after any thread deletion (``agents.signals``) and before
+    an unknown thread id is adopted.
+    """
+    get_checkpointer().delete_thread(str(thread_id))

@@ -3,7 +3,10 @@
 The graph and the ORM are synchronous, so the run executes on a worker thread and hands its
 events to the response through an ``asyncio.Queue``. If the client disconnects, the ASGI server
 cancels the response iterator; that sets the run's cancel event, which aborts the LLM request in
-flight and lets ``AgentService.execute`` record the run as cancelled.
+flight and lets ``agents.runner.agent_run_execute`` record the run as cancelled.
+
+Events become SSE text here: ``done`` carries the output serializer's body of the finished run,
+and a domain error the run raised becomes the ``error`` event ``{detail, code, run_id}``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from agents.service import AgentEvent
+from agents.errors import AgentRunError
+from agents.events import AgentEvent, DoneEvent, event_payload
+from agents.serializers import RunResultSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,20 @@ _END = object()
 def sse(event: str, data: dict[str, Any]) -> str:
     payload = json.dumps(data, ensure_ascii=False, default=str)
     return f"event: {event}\ndata: {payload}\n\n"
+
+
+def event_sse(event: AgentEvent) -> str:
+    """A run's event as SSE text; ``done`` is the body ``POST /agent/run`` answers."""
+    if isinstance(event, DoneEvent):
+        return sse(event.event, dict(RunResultSerializer(event.run).data))
+    return sse(event.event, event_payload(event))
+
+
+def error_sse(error: AgentRunError) -> str:
+    """The ``error`` event of a run that raised its domain error."""
+    return sse(
+        "error", {"detail": error.detail, "code": error.code, "run_id": error.extra.get("run_id")}
+    )
 
 
 async def stream_events(
@@ -48,10 +67,12 @@ async def stream_events(
     def work() -> None:
         try:
             for event in produce(cancel):
-                put(event)
-        except Exception:  # execute() records its own failures; this is a last resort
+                put(event_sse(event))
+        except AgentRunError as error:  # the run failed, and is recorded as failed
+            put(error_sse(error))
+        except Exception:  # a bug outside the run's own handling: a last resort
             logger.exception("Agent stream worker failed")
-            put(AgentEvent("error", {"detail": "The agent failed.", "code": "agent_error"}))
+            put(sse("error", {"detail": "The agent failed.", "code": "agent_error"}))
         finally:
             connections.close_all()  # this thread's connections die with it
             put(_END)
@@ -70,7 +91,7 @@ async def stream_events(
                 continue
             if item is _END:
                 break
-            yield sse(item.event, item.data)
+            yield item
     finally:
         # Normal end, or the client went away (the server cancelled this iterator).
         cancel.set()

@@ -14,8 +14,8 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from agents import selectors, services
-from agents.budget import within_token_budget
 from agents.models import AgentRun, AgentThread
+from agents.runner import agent_run, agent_run_execute, agent_run_start
 from agents.serializers import (
     RunDetailSerializer,
     RunErrorSerializer,
@@ -26,7 +26,6 @@ from agents.serializers import (
     ThreadDetailSerializer,
     ThreadSerializer,
 )
-from agents.service import AgentService
 from agents.streaming import stream_events
 from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
 from core.throttles import AgentRateThrottle, RateLimitMixin
@@ -82,15 +81,17 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"])
-    @within_token_budget
     def run(self, request: Request) -> Response:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        result = AgentService().run_agent(
-            _user(request), data["message"], data["thread_id"], data["metadata"]
+        run = agent_run(
+            user=_user(request),
+            message=data["message"],
+            thread_id=data["thread_id"],
+            metadata=data["metadata"],
         )
-        return Response(result)
+        return Response(RunResultSerializer(run).data)
 
     @extend_schema(
         request=RunInputSerializer,
@@ -104,17 +105,21 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
         ),
     )
     @action(detail=False, methods=["post"], url_path="run/stream")
-    @within_token_budget
     def run_stream(self, request: Request) -> StreamingHttpResponse:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        service = AgentService()
-        # Validation and thread ownership fail here, as plain JSON errors, before any stream.
-        run = service.start_run(
-            _user(request), data["message"], data["thread_id"], data["metadata"]
+        # Validation, the token budget and thread ownership fail here, as plain JSON errors,
+        # before any stream.
+        run = agent_run_start(
+            user=_user(request),
+            message=data["message"],
+            thread_id=data["thread_id"],
+            metadata=data["metadata"],
         )
-        events = stream_events(lambda cancel: service.execute(run, tokens=True, cancel=cancel))
+        events = stream_events(
+            lambda cancel: agent_run_execute(run=run, tokens=True, cancel=cancel)
+        )
         response = StreamingHttpResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream

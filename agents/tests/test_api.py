@@ -27,6 +27,7 @@ from accounts.models import User
 from accounts.tests.factories import ItemFactory, UserFactory
 from agents.checkpointer import get_checkpointer
 from agents.models import AgentRun, AgentThread
+from agents.serializers import RunResultSerializer
 from testing.llm_server import FakeLLMServer, Reply
 
 RUN = "/api/v1/agent/run"
@@ -171,6 +172,7 @@ def test_run_answers_with_the_seed_body_and_stores_the_run(
     assert run.finished_at is not None
     assert run.total_tokens == body["usage"]["total_tokens"]
     assert [(c["name"], c["ok"]) for c in run.tool_calls] == [("list_users", True)]
+    assert body == json.loads(json.dumps(RunResultSerializer(run).data))
 
 
 @pytest.mark.django_db(transaction=True)

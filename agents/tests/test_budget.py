@@ -14,7 +14,9 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from agents import selectors
 from agents.budget import seconds_until_utc_midnight
+from agents.errors import TokenBudgetExceeded
 from agents.models import AgentRun, AgentThread
+from agents.runner import agent_run, agent_run_start
 
 RUN = "/api/v1/agent/run"
 STREAM = "/api/v1/agent/run/stream"
@@ -144,3 +146,29 @@ def test_me_shows_the_budget(settings, user, user_client):
     # PATCH answers the same payload.
     response = user_client.patch(ME, {"full_name": "Budget Holder"}, format="json")
     assert response.json()["token_budget"]["used_today"] == used + 20_000
+
+
+def test_the_budget_binds_every_caller_of_the_runner_not_only_the_api(settings, user):
+    """A command or a background job that calls ``agent_run`` directly is refused too."""
+    settings.AGENT_DAILY_TOKEN_BUDGET = 100
+    make_run(user, 100)
+    threads, runs = AgentThread.objects.count(), AgentRun.objects.count()
+    rejected_before = rejections()
+
+    with pytest.raises(TokenBudgetExceeded) as refused:
+        agent_run(user=user, message="hello")
+    with pytest.raises(TokenBudgetExceeded):
+        agent_run_start(user=user, message="hello")
+
+    assert refused.value.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert refused.value.code == "token_budget_exceeded"
+    assert "100" in refused.value.detail
+    assert abs(int(refused.value.headers["Retry-After"]) - seconds_until_utc_midnight()) <= 5
+    # Refused before anything is written: no thread, no run.
+    assert (AgentThread.objects.count(), AgentRun.objects.count()) == (threads, runs)
+    assert rejections() == rejected_before + 2
+
+    # Another user runs as usual, and so does this one with the budget off.
+    assert agent_run(user=UserFactory(), message="hello").status == AgentRun.Status.SUCCESS
+    settings.AGENT_DAILY_TOKEN_BUDGET = 0
+    assert agent_run(user=user, message="hello").status == AgentRun.Status.SUCCESS

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the agents.metrics API, runs through AgentService, and ``GET /metrics``.
+"""Prometheus metrics: the agents.metrics API, runs through ``agents.runner``, and ``GET /metrics``.
 
 Values are read from this process's registry as deltas (other tests count too).
 """
@@ -18,9 +18,10 @@ from prometheus_client import REGISTRY
 
 from accounts.tests.factories import UserFactory
 from agents import metrics
+from agents.errors import LLMTimeout, LLMUnavailable
 from agents.llm.offline import OfflineChatModel
 from agents.models import AgentRun
-from agents.service import AgentService
+from agents.runner import agent_run
 from testing.llm_server import FakeLLMServer, Reply
 from testing.metrics import sample
 
@@ -216,7 +217,7 @@ def test_startup_exports_app_info_and_prices(settings: Any) -> None:
         assert REGISTRY.get_sample_value("agent_invocations_by_status_total", labels) is not None
 
 
-# -- real runs through AgentService -----------------------------------------------------------
+# -- real runs through the runner -------------------------------------------------------------
 
 
 def _run_series(model: str) -> list[tuple[str, dict[str, str]]]:
@@ -237,18 +238,17 @@ def _run_series(model: str) -> list[tuple[str, dict[str, str]]]:
 
 @pytest.mark.usefixtures("offline")
 @pytest.mark.django_db(transaction=True)
-def test_n_runs_through_the_service_are_counted() -> None:
+def test_n_runs_through_the_runner_are_counted() -> None:
     admin = UserFactory(is_superuser=True, is_staff=True)
     deltas = Deltas(*_run_series("offline"))
     runs = 4
 
-    service = AgentService()
-    results = [service.run_agent(admin, USERS_QUESTION) for _ in range(runs)]
+    results = [agent_run(user=admin, message=USERS_QUESTION) for _ in range(runs)]
     # A tool that answers an error: the run still completes.
-    results.append(service.run_agent(admin, "Please fetch http://127.0.0.1:1/secret"))
+    results.append(agent_run(user=admin, message="Please fetch http://127.0.0.1:1/secret"))
 
-    assert [r["status"] for r in results] == ["success"] * (runs + 1)
-    recorded = AgentRun.objects.filter(pk__in=[r["run_id"] for r in results])
+    assert [r.status for r in results] == ["success"] * (runs + 1)
+    recorded = AgentRun.objects.filter(pk__in=[r.pk for r in results])
     prompt = sum(r.prompt_tokens or 0 for r in recorded)
     completion = sum(r.completion_tokens or 0 for r in recorded)
     assert prompt > 0
@@ -276,13 +276,12 @@ def test_failed_and_timed_out_runs_are_counted_by_status(llm_server: FakeLLMServ
     user = UserFactory()
     deltas = Deltas(*_run_series("gpt-test"))
     llm_server.enqueue(Reply.error(500, "upstream broke"))
-    failed = list(AgentService().stream_run(user, "hello"))
+    with pytest.raises(LLMUnavailable):
+        agent_run(user=user, message="hello")
     llm_server.enqueue(Reply.hang(3.0))  # the fixture's LLM timeout is 2 s
-    timed_out = list(AgentService().stream_run(user, "hello again"))
+    with pytest.raises(LLMTimeout):
+        agent_run(user=user, message="hello again")
 
-    assert failed[-1].event == "error"
-    assert timed_out[-1].event == "error"
-    assert timed_out[-1].data["code"] == "llm_timeout"
     assert deltas.of("agent_invocations_total") == 2
     assert deltas.of("agent_invocations_by_status_total", status="failed") == 1
     assert deltas.of("agent_invocations_by_status_total", status="timeout") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -12,6 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun, AgentThread
+from agents.serializers import RunResultSerializer
 from testing.live import fake_llm_env, run_server
 from testing.llm_server import FakeLLMServer, Reply
 from testing.sse import Event, read_events
@@ -95,6 +97,8 @@ def test_events_arrive_in_order_and_tokens_stream_before_the_llm_finishes(server
     run = AgentRun.objects.get(pk=done["run_id"])
     assert run.status == AgentRun.Status.SUCCESS
     assert run.response == words
+    # ``done`` is the body ``POST /agent/run`` answers: the output serializer's.
+    assert done == json.loads(json.dumps(RunResultSerializer(run).data))
     # Usage recorded for streamed runs, exactly as the server reported it (stream_usage).
     assert (run.prompt_tokens, run.completion_tokens) == (20 + 30 + 40, 8 + 7 + 13)
     assert run.tool_calls[0]["name"] == "lookup_user_by_email"

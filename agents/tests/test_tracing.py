@@ -151,7 +151,7 @@ def test_disabled_tracing_has_no_client_and_no_callbacks(
 
 
 def run_agent_like_the_service(run_id: uuid.UUID, thread_id: uuid.UUID) -> Iterator[str]:
-    """What ``AgentService.execute`` does: a generator that traces and streams the graph."""
+    """What ``agent_run_execute`` does: a generator that traces and streams the graph."""
     graph = build_graph(model=OfflineChatModel(), tools=[], checkpointer=InMemorySaver())
     with tracing.run_trace(
         run_id=run_id,

@@ -18,7 +18,7 @@ from testing.live import database_env, run_server, server_log_path
 
 def test_json_lines_carry_the_context_fields():
     record = logging.LogRecord(
-        "agents.service", logging.INFO, __file__, 1, "hello %s", ("x",), None
+        "agents.runner", logging.INFO, __file__, 1, "hello %s", ("x",), None
     )
     formatter = JsonContextFormatter(
         "%(levelname)s %(name)s %(message)s",
@@ -30,7 +30,7 @@ def test_json_lines_carry_the_context_fields():
     line = json.loads(formatter.format(record))
     assert line["message"] == "hello x"
     assert line["level"] == "INFO"
-    assert line["logger"] == "agents.service"
+    assert line["logger"] == "agents.runner"
     assert line["correlation_id"] == "req-1"
     assert line["run_id"] == "run-1"
     assert "user_id" not in line  # unknown fields are left out, not "-"

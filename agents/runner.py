@@ -1,0 +1,492 @@
+"""The run lifecycle: start a run, execute it, finish its record in every outcome.
+
+``agent_run_start`` checks the caller's daily token budget, resolves the thread and records the
+run (with the provider and model it will use). ``agent_run_execute`` runs the graph for it,
+yields ``agents.events`` while it runs, and finishes the record whatever happens: on success it
+yields ``done``; on a failure it finishes the run, then raises the domain error
+(``AgentRunError``); a consumer that stops listening finishes it as cancelled. ``agent_run`` is
+both, drained: the synchronous call of the API, the chat, commands and background jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StreamMode
+
+from accounts.models import User
+from agents import metrics, services
+from agents.budget import check_token_budget
+from agents.checkpointer import get_checkpointer
+from agents.directory import tools_for_user
+from agents.errors import (
+    AgentRunError,
+    LLMTimeout,
+    RunCancelled,
+    StepLimitExceeded,
+    classify_exception,
+)
+from agents.events import (
+    AgentEvent,
+    DoneEvent,
+    PlanEvent,
+    RunEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agents.graph.builder import build_graph
+from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
+from agents.graph.tools import read_tool_error
+from agents.llm import get_chat_model, model_info
+from agents.models import AgentRun
+from agents.tracing import RunTrace, run_trace
+from config.logging import bind_log_context, correlation_id
+
+logger = logging.getLogger(__name__)
+
+TOOL_OUTPUT_CHARS = 2000
+DISCONNECTED = "cancelled: the client disconnected"
+
+
+# -- the public lifecycle ---------------------------------------------------------------------
+
+
+def agent_run_start(
+    *,
+    user: User,
+    message: str,
+    thread_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> AgentRun:
+    """Record a run that is about to execute.
+
+    Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up, before
+    anything is written, and ``ThreadNotFound`` for another user's thread. The provider and model
+    are read here, once, and stored on the run: the rest of the run uses those.
+    """
+    check_token_budget(user)
+    thread = services.thread_resolve_for_run(user=user, thread_id=thread_id, first_message=message)
+    info = model_info()
+    return services.run_start(
+        user=user,
+        thread=thread,
+        message=message,
+        metadata=metadata or {},
+        provider=info.provider,
+        model=info.model,
+    )
+
+
+def agent_run_execute(
+    *,
+    run: AgentRun,
+    tokens: bool = False,
+    cancel: threading.Event | None = None,
+    model: BaseChatModel | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+) -> Iterator[AgentEvent]:
+    """Run the graph for a started run, yield its events, and finish its record.
+
+    ``tokens`` streams the final answer as ``token`` events. Setting ``cancel`` (the client went
+    away) aborts the LLM request in flight; the run is recorded as cancelled and ``RunCancelled``
+    raised. Any other failure is recorded, the thread repaired, and the ``AgentRunError`` raised.
+    Closing the generator early records the run as cancelled. Each run is one Langfuse trace
+    (when traced), counted in the Prometheus metrics and logged with its ids.
+
+    ``model`` and ``checkpointer`` replace the configured ones: for tests and embedding.
+    """
+    execution = _execution_prepare(run=run, tokens=tokens, cancel=cancel)
+    failure: AgentRunError | None = None
+    with _traced(execution) as trace:
+        metrics.run_started()
+        try:
+            execution.graph = _graph_build(run=run, model=model, checkpointer=checkpointer)
+            yield RunEvent(
+                run_id=str(run.id), thread_id=str(run.thread_id), trace_id=trace.trace_id
+            )
+            yield from _graph_stream(execution)
+            _step_limit_check(execution)
+        except GeneratorExit:
+            _finish_disconnected(execution, trace)
+            raise
+        except Exception as exc:
+            failure = _finish_failed(execution, trace, exc)
+        else:
+            trace.set_output(output=execution.state.response)
+            _finish(execution, status=AgentRun.Status.SUCCESS, metric_status="completed")
+    if failure is not None:
+        raise failure
+    yield DoneEvent(run=run)
+
+
+def agent_run(
+    *,
+    user: User,
+    message: str,
+    thread_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+    model: BaseChatModel | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+) -> AgentRun:
+    """Start and execute a run to its end: the finished ``AgentRun``, or the domain error raised.
+
+    ``model`` and ``checkpointer`` replace the configured ones: for tests and embedding.
+    """
+    run = agent_run_start(user=user, message=message, thread_id=thread_id, metadata=metadata)
+    for _event in agent_run_execute(run=run, model=model, checkpointer=checkpointer):
+        pass  # execute finishes ``run`` in place, or raises
+    return run
+
+
+# -- what a run learns from the graph ---------------------------------------------------------
+
+
+@dataclass
+class _RunState:
+    """What the run learns from the graph's stream, turned into the run record at the end."""
+
+    model: str
+    plan: str = ""
+    response: str = ""
+    error: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def on_ai(self, message: AIMessage) -> Iterator[ToolCallEvent]:
+        self.model = str(message.response_metadata.get("model_name") or self.model)
+        for call in pending_tool_calls(message):
+            record = {
+                "id": call.get("id"),
+                "name": call.get("name"),
+                "args": call.get("args"),
+                "ok": None,
+                "output": None,
+                "duration_ms": None,
+            }
+            self.tool_calls.append(record)
+            self._pending[str(call.get("id"))] = record
+            yield ToolCallEvent(name=record["name"], args=record["args"])
+        if not message.tool_calls and not message.invalid_tool_calls:
+            self.response = message.text
+
+    def on_tool(self, message: ToolMessage) -> Iterator[ToolResultEvent]:
+        record = self._pending.pop(message.tool_call_id, None)
+        if record is None:
+            return
+        content = message.text
+        record["ok"] = message.status != "error"
+        record["output"] = content[:TOOL_OUTPUT_CHARS]
+        record["duration_ms"] = message.additional_kwargs.get("duration_ms")
+        metrics.tool_called(tool=str(record["name"]), ok=bool(record["ok"]))
+        yield ToolResultEvent(name=record["name"], ok=record["ok"], summary=_summary(content))
+
+    def on_update(self, node: str, update: dict[str, Any]) -> Iterator[AgentEvent]:
+        if node == "planner":
+            self.plan = str(update.get("plan") or "")
+            yield PlanEvent(plan=self.plan)
+        for message in update.get("messages") or []:
+            if isinstance(message, AIMessage):
+                yield from self.on_ai(message)
+            elif isinstance(message, ToolMessage):
+                yield from self.on_tool(message)
+        if update.get("error"):
+            self.error = str(update["error"])
+
+
+def _summary(content: str, limit: int = 200) -> str:
+    """A tool's output in a line: its error, how many results it found, or its text."""
+    error = read_tool_error(content)
+    if error is not None:
+        text = f"error: {error}"
+    elif (count := _result_count(content)) is not None:
+        text = f"{count} result(s)"
+    else:
+        text = " ".join(content.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _result_count(content: str) -> Any:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    return data.get("count") if isinstance(data, dict) else None
+
+
+def _usage(handler: UsageMetadataCallbackHandler) -> dict[str, int | None]:
+    """Token counts summed over every LLM call, as the LLM reported them (None if it didn't)."""
+    usages = list(handler.usage_metadata.values())
+    if not usages:
+        return {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+    prompt = sum(int(u.get("input_tokens", 0)) for u in usages)
+    completion = sum(int(u.get("output_tokens", 0)) for u in usages)
+    total = sum(int(u.get("total_tokens", 0)) for u in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+class _Cancellation(BaseCallbackHandler):
+    """Aborts LLM calls once ``event`` is set: raising in a streaming callback closes the HTTP
+    response, so the provider stops generating (and billing) for a client that left."""
+
+    raise_error = True
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def _check(self) -> None:
+        if self.event.is_set():
+            raise RunCancelled()
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+
+# -- the steps of an execution ----------------------------------------------------------------
+
+
+@dataclass
+class _Execution:
+    """What one execution of a run keeps track of, from before the graph starts to the end."""
+
+    run: AgentRun
+    config: RunnableConfig
+    callbacks: list[BaseCallbackHandler]  # ours; the trace's are added when it starts
+    graph_input: dict[str, Any]
+    modes: list[StreamMode]
+    usage: UsageMetadataCallbackHandler
+    state: _RunState
+    cancel: threading.Event | None
+    graph: Any = None  # the compiled LangGraph graph, once built
+    started: float = field(default_factory=time.perf_counter)
+    trace_id: str = ""
+
+
+def _execution_prepare(
+    *, run: AgentRun, tokens: bool, cancel: threading.Event | None
+) -> _Execution:
+    """The graph's config (thread, callbacks, limits) and input for ``run``."""
+    usage = UsageMetadataCallbackHandler()
+    callbacks: list[BaseCallbackHandler] = [usage, metrics.LLMTimingCallback()]
+    if cancel is not None:
+        callbacks.append(_Cancellation(cancel))
+    config: RunnableConfig = {
+        "configurable": {"thread_id": str(run.thread_id)},
+        "callbacks": callbacks,
+        "recursion_limit": settings.AGENT_MAX_STEPS * 2 + 10,
+        "run_name": "agent_graph",
+        "metadata": {"run_id": str(run.id), "user_id": str(run.user_id)},
+    }
+    graph_input = {
+        "messages": [HumanMessage(content=run.input)],
+        "user_id": str(run.user_id),
+        "plan": None,
+        "steps": 0,
+        "error": None,
+    }
+    return _Execution(
+        run=run,
+        config=config,
+        callbacks=callbacks,
+        graph_input=graph_input,
+        modes=["updates", "messages"] if tokens else ["updates"],
+        usage=usage,
+        state=_RunState(model=run.model),
+        cancel=cancel,
+    )
+
+
+def _graph_build(
+    *, run: AgentRun, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None
+) -> Any:
+    """The agent's graph, with the tools the run's user may use."""
+    return build_graph(
+        model=model or get_chat_model(),
+        tools=tools_for_user(user=run.user),
+        checkpointer=checkpointer or get_checkpointer(),
+        max_steps=settings.AGENT_MAX_STEPS,
+        max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
+    )
+
+
+@contextmanager
+def _traced(execution: _Execution) -> Iterator[RunTrace]:
+    """The run's log context and Langfuse trace, around the whole execution."""
+    run = execution.run
+    with (
+        bind_log_context(user_id=run.user_id, run_id=run.id, thread_id=run.thread_id),
+        run_trace(
+            run_id=run.id,
+            user_id=run.user_id,
+            thread_id=run.thread_id,
+            model=run.model,
+            metadata=run.metadata,
+            correlation_id=correlation_id(),
+            input=run.input,
+        ) as trace,
+        bind_log_context(trace_id=trace.trace_id),
+    ):
+        execution.config["callbacks"] = [*execution.callbacks, *trace.callbacks]
+        execution.trace_id = trace.trace_id or ""
+        yield trace
+
+
+def _graph_stream(execution: _Execution) -> Iterator[AgentEvent]:
+    """Stream the graph, as events. Closed early, it closes LangGraph's stream first: that waits
+    for the pending checkpoint writes, so a repair afterwards sees every open tool call."""
+    state = execution.state
+    stream = execution.graph.stream(
+        execution.graph_input, execution.config, stream_mode=execution.modes
+    )
+    try:
+        for mode, chunk in stream:
+            if mode == "messages":
+                piece, meta = chunk
+                if (
+                    meta.get("langgraph_node") == "executor"
+                    and isinstance(piece, AIMessageChunk)
+                    and piece.text
+                ):
+                    yield TokenEvent(text=piece.text)
+                continue
+            for node, update in (chunk or {}).items():
+                yield from state.on_update(node, update or {})
+    finally:
+        stream.close()
+
+
+def _step_limit_check(execution: _Execution) -> None:
+    if execution.state.error == STEP_LIMIT_ERROR:
+        raise StepLimitExceeded(
+            f"The agent reached its step limit ({settings.AGENT_MAX_STEPS} steps) "
+            "before it could answer."
+        )
+
+
+def _finish_disconnected(execution: _Execution, trace: RunTrace) -> None:
+    """The consumer went away (a client disconnected): stop, and say so in the record."""
+    trace.set_output(error=DISCONNECTED)
+    _finish(execution, status=AgentRun.Status.ERROR, metric_status="failed", error=DISCONNECTED)
+    _thread_repair(execution)
+
+
+def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> AgentRunError:
+    """Record a failed run, repair its thread; the domain error to raise, with the run's ids."""
+    run, cancel = execution.run, execution.cancel
+    cancelled = cancel is not None and cancel.is_set()
+    error = RunCancelled() if cancelled else _domain_error(exc)
+    logger.warning("Agent run %s failed: %s", run.id, exc)
+    reason = DISCONNECTED if cancelled else f"{error.code}: {exc}"
+    trace.set_output(error=reason)
+    _finish(
+        execution,
+        status=AgentRun.Status.ERROR,
+        metric_status="timeout" if isinstance(error, LLMTimeout) else "failed",
+        error=reason[:4000],
+    )
+    _thread_repair(execution)
+    error.extra = {
+        "status": "error",
+        "run_id": str(run.id),
+        "thread_id": str(run.thread_id),
+        "trace_id": trace.trace_id,
+    }
+    return error
+
+
+def _finish(
+    execution: _Execution, *, status: str, metric_status: str, error: str | None = None
+) -> AgentRun:
+    """Count, record and log how the run ended."""
+    state, started = execution.state, execution.started
+    counts = _usage(execution.usage)
+    model = state.model or execution.run.model
+    # Counted first: a failing database write must not leave the gauge one too high.
+    metrics.run_finished(
+        status=metric_status,
+        duration_s=time.perf_counter() - started,
+        prompt_tokens=counts["prompt_tokens"],
+        completion_tokens=counts["completion_tokens"],
+        model=model,
+    )
+    extra = {"error": error} if error is not None else {}
+    finished = services.run_finish(
+        run=execution.run,
+        status=status,
+        plan=state.plan,
+        response=state.response,
+        model=model,
+        tool_calls=state.tool_calls,
+        latency_ms=int((time.perf_counter() - started) * 1000),
+        trace_id=execution.trace_id,
+        **counts,
+        **extra,
+    )
+    _log_finished(finished)
+    return finished
+
+
+def _log_finished(run: AgentRun) -> None:
+    """One line per run: what a person searching the logs for a request id wants."""
+    logger.info(
+        "agent_run %s in %s ms",
+        run.status,
+        run.latency_ms,
+        extra={
+            "event": "agent_run",
+            "status": run.status,
+            "latency_ms": run.latency_ms,
+            "model": run.model,
+            "total_tokens": run.total_tokens,
+            "tool_calls": len(run.tool_calls),
+            "error": run.error[:200] if run.error else None,
+        },
+    )
+
+
+def _domain_error(exc: Exception) -> AgentRunError:
+    if isinstance(exc, AgentRunError):
+        return exc
+    error_class = classify_exception(exc)
+    if error_class is AgentRunError:
+        logger.exception("Agent run crashed", exc_info=exc)
+    return error_class()
+
+
+def _thread_repair(execution: _Execution) -> None:
+    """Answer tool calls a failed run left open, so that the thread's next turn works."""
+    graph, config = execution.graph, execution.config
+    if graph is None:  # it failed to build: the run never reached the thread
+        return
+    try:
+        snapshot = graph.get_state(config)
+        messages = snapshot.values.get("messages") or []
+        if messages and pending_tool_calls(messages[-1]):
+            reason = "not executed: the run was stopped before this tool ran"
+            graph.update_state(
+                config,
+                {"messages": answer_pending(messages[-1], reason)},
+                as_node="step_limit",
+            )
+    except Exception:  # repairing is best effort; the run is already recorded
+        logger.exception("Could not repair thread %s", config.get("configurable"))
