@@ -17,9 +17,7 @@ from testing.live import database_env, run_server, server_log_path
 
 
 def test_json_lines_carry_the_context_fields():
-    record = logging.LogRecord(
-        "agents.runner", logging.INFO, __file__, 1, "hello %s", ("x",), None
-    )
+    record = logging.LogRecord("agents.runner", logging.INFO, __file__, 1, "hello %s", ("x",), None)
     formatter = JsonContextFormatter(
         "%(levelname)s %(name)s %(message)s",
         rename_fields={"levelname": "level", "name": "logger"},
