@@ -134,3 +134,13 @@ class ThreadDetailSerializer(ThreadSerializer):
     @extend_schema_field(ThreadMessageSerializer(many=True))
     def get_messages(self, thread: AgentThread) -> list[dict[str, Any]]:
         return list(self.context.get("messages", []))
+
+
+class ThreadUpdateSerializer(serializers.Serializer):
+    """``PATCH agent/threads/{id}``: rename a conversation."""
+
+    title = StrictCharField(
+        max_length=AgentThread._meta.get_field("title").max_length,
+        trim_whitespace=True,
+        allow_blank=False,
+    )

@@ -32,9 +32,11 @@ from agents.checkpointer import get_checkpointer
 from agents.errors import (
     AgentRunError,
     LLMTimeout,
+    LLMUnavailable,
     RunCancelled,
     StepLimitExceeded,
     classify_exception,
+    describe_llm_failure,
 )
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
@@ -94,10 +96,12 @@ class _RunState:
         record["ok"] = message.status != "error"
         record["output"] = content[:TOOL_OUTPUT_CHARS]
         record["duration_ms"] = message.additional_kwargs.get("duration_ms")
+        # Kept on the record too, so that a reloaded chat shows what the live one showed.
+        record["summary"] = _summary(content)
         metrics.tool_called(tool=str(record["name"]), ok=bool(record["ok"]))
         return AgentEvent(
             "tool_result",
-            {"name": record["name"], "ok": record["ok"], "summary": _summary(content)},
+            {"name": record["name"], "ok": record["ok"], "summary": record["summary"]},
         )
 
 
@@ -355,9 +359,21 @@ class AgentService:
             except Exception as exc:
                 cancelled = cancel is not None and cancel.is_set()
                 error = RunCancelled() if cancelled else self._domain_error(exc)
-                logger.warning("Agent run %s failed: %s", run.id, exc)
+                described = not cancelled and isinstance(error, LLMUnavailable | LLMTimeout)
+                if described and error is not exc:
+                    # Name the provider, model and kind of failure; never the provider's text.
+                    error = type(error)(
+                        describe_llm_failure(exc, provider=info.provider, model=info.model)
+                    )
+                logger.warning(
+                    "Agent run %s failed: %s",
+                    run.id,
+                    f"{error.detail} ({type(exc).__name__})" if described else exc,
+                )
                 reason = (
-                    "cancelled: the client disconnected" if cancelled else f"{error.code}: {exc}"
+                    "cancelled: the client disconnected"
+                    if cancelled
+                    else f"{error.code}: {error.detail if described else exc}"
                 )
                 trace.set_output(error=reason)
                 finish(

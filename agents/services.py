@@ -91,3 +91,10 @@ def thread_delete(*, thread: AgentThread) -> None:
     """Delete a thread, its runs and its checkpoints (the conversation memory)."""
     get_checkpointer().delete_thread(str(thread.id))
     thread.delete()
+
+
+def thread_rename(*, thread: AgentThread, title: str) -> AgentThread:
+    """Give a conversation a title of the owner's choosing (its activity time stays)."""
+    AgentThread.objects.filter(pk=thread.pk).update(title=title)
+    thread.title = title
+    return thread
