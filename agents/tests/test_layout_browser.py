@@ -79,7 +79,7 @@ def long_thread(owner: Any) -> AgentThread:
                     "duration_ms": 1.0,
                     "summary": text[:200],
                 }
-            ],  # fmt: skip
+            ],
             metadata={"note": text},
             latency_ms=1200,
             total_tokens=42,
