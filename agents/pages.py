@@ -37,7 +37,7 @@ def _short(text: str, limit: int = SUMMARY_CHARS) -> str:
 
 def _tool_call_view(call: dict[str, Any]) -> dict[str, Any]:
     ok = call.get("ok")
-    outcome = {True: "ok", False: "failed"}.get(ok, "not run")  # type: ignore[call-overload]
+    outcome = "not run" if ok is None else "ok" if ok else "failed"
     # Runs recorded before tool calls kept their live summary show their output, shortened.
     summary = call.get("summary") or _short(str(call.get("output") or ""))
     return {

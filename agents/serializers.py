@@ -20,6 +20,14 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class BlankAsNullCharField(serializers.CharField):
+    """A column that stores "" for "none" (``AgentRun.trace_id``), answered as null: an absent
+    id is null in every body of the API."""
+
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
+        return super().to_representation(value) if value else None
+
+
 class RunInputSerializer(serializers.Serializer):
     message = StrictCharField(trim_whitespace=True, allow_blank=False)
     thread_id = serializers.UUIDField(required=False, allow_null=True, default=None)
@@ -78,6 +86,7 @@ class RunErrorSerializer(serializers.Serializer):
 class RunListSerializer(serializers.ModelSerializer):
     thread_id = serializers.UUIDField(read_only=True)
     user_id = serializers.UUIDField(read_only=True)
+    trace_id = BlankAsNullCharField(read_only=True, allow_null=True)
     trace_url = serializers.SerializerMethodField()
 
     class Meta:
