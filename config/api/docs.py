@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,6 +30,7 @@ SAME_ORIGIN_ONLY = "; ".join(
 
 
 class SwaggerView(SpectacularSwaggerView):
+    @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = SAME_ORIGIN_ONLY
@@ -38,6 +40,7 @@ class SwaggerView(SpectacularSwaggerView):
 class RedocView(SpectacularRedocView):
     template_name = "api/redoc.html"
 
+    @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = SAME_ORIGIN_ONLY

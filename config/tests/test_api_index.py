@@ -30,7 +30,9 @@ def test_the_api_root_is_a_json_index_of_its_endpoints(client: Client) -> None:
     )
     assert endpoints["/api/v1/agent/threads/{id}/"]["methods"] == ["GET", "PATCH", "DELETE"]
     assert "/api/v1/login/access-token" in endpoints
-    assert "/api/v1/" not in endpoints  # the index itself is not an endpoint of the schema
+    # Only the API: not the index itself, nor the docs pages.
+    assert all(path.startswith("/api/v1/") for path in endpoints), list(endpoints)
+    assert "/api/v1/" not in endpoints
     # Every path listed answers (no 404) for an anonymous client: it exists.
     for path in endpoints:
         concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000")
