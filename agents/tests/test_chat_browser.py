@@ -199,6 +199,9 @@ def test_markdown_is_rendered_while_streaming_and_model_html_stays_inert(page, l
     assert page.evaluate("() => window.__pwned === undefined")
     assert elsewhere == []
 
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-markdown.png"), full_page=True)
+
     # The code block's copy button copies the code.
     body.locator("button.copy").click()
     page.wait_for_function("() => document.querySelector('button.copy').textContent === 'Copied'")
