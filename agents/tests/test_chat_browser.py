@@ -312,11 +312,34 @@ def test_errors_are_shown_inline_and_can_be_retried(page, llm):
     llm.enqueue(Reply.text("1. Answer."), Reply.text("It worked this time."))
     page.click(".msg.assistant .error button.retry")
     page.wait_for_selector(DONE, timeout=30000)
-    assert page.locator(".msg.assistant.failed").count() == 0
+    # The failure stays where it was (its run is recorded), the retry is a new turn.
+    assert page.locator(".msg.assistant.failed button.retry").count() == 0
     assert page.locator(".msg .body").all_text_contents() == [
+        "This will fail",
+        "",
         "This will fail",
         "It worked this time.",
     ]
+    live_errors = page.locator(".msg.assistant.failed .error").all_text_contents()
+
+    # After a reload everything is there again, the failure with the same explanation, and its
+    # Retry works too.
+    page.reload()
+    assert page.locator(".msg .body").all_text_contents() == [
+        "This will fail",
+        "",
+        "This will fail",
+        "It worked this time.",
+    ]
+    failed = page.locator(".msg.assistant.failed .error")
+    assert [t.removesuffix("Retry") for t in failed.all_text_contents()] == live_errors
+    llm.enqueue(Reply.text("1. Answer."), Reply.text("Fine now."))
+    failed.locator("button.retry").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg .body')].pop().textContent === 'Fine now.'",
+        timeout=30000,
+    )
+    assert page.locator(".msg.user .body").all_text_contents() == ["This will fail"] * 3
 
 
 def test_conversations_are_grouped_by_date_renamed_and_deleted(page, llm):

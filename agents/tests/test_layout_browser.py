@@ -127,8 +127,10 @@ def test_the_chat_fits_a_phone_with_the_list_in_a_drawer(browser, server_url, wi
     assert box["x"] >= 0
     assert box["x"] + box["width"] <= width
     page.screenshot(path=str(ARTIFACTS / f"chat-{width}-drawer.png"))
+    assert page.evaluate("() => document.activeElement.id") == "new-chat"
     page.keyboard.press("Escape")
     sidebar.wait_for(state="hidden")
+    assert page.evaluate("() => document.activeElement.id") == "menu-toggle"
     page.click("#menu-toggle")
     page.click("#backdrop", position={"x": width - 10, "y": 300})
     sidebar.wait_for(state="hidden")

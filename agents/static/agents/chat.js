@@ -115,9 +115,13 @@
   // --- Layout: drawer and viewport -----------------------------------------------------------
 
   function setDrawer(open) {
+    const wasOpen = root.classList.contains("drawer-open");
     root.classList.toggle("drawer-open", open);
     menuToggle.setAttribute("aria-expanded", String(open));
     document.getElementById("backdrop").hidden = !open;
+    // Keyboard users land in the list, and back on the button when it closes.
+    if (open) document.getElementById("new-chat").focus();
+    else if (wasOpen) menuToggle.focus();
   }
   menuToggle.addEventListener("click", () => setDrawer(!root.classList.contains("drawer-open")));
   document.getElementById("drawer-close").addEventListener("click", () => setDrawer(false));
@@ -298,11 +302,12 @@
   }
 
   async function sendMessage(text) {
-    const userMsg = addUserMessage(text);
+    addUserMessage(text);
     const view = addAssistantMessage();
-    const retry = () => {
-      userMsg.remove();
-      view.msg.remove();
+    // The failed turn stays (its run is recorded, and a reload shows it); the retry is a new one.
+    const retry = (event) => {
+      if (controller) return;
+      event.currentTarget.remove();
       submit(text);
     };
     controller = new AbortController();
@@ -564,6 +569,19 @@
   // --- Start ---------------------------------------------------------------------------------
 
   messages.querySelectorAll(".body[data-markdown]").forEach((body) => renderMarkdown(body, body.textContent));
+  // A failed answer from before the reload can be retried as well.
+  messages.querySelectorAll(".msg.assistant.failed").forEach((msg) => {
+    const question = msg.previousElementSibling;
+    if (!question || !question.classList.contains("user")) return;
+    const button = el("button", "retry", "Retry");
+    button.type = "button";
+    button.addEventListener("click", () => {
+      if (controller) return;
+      button.remove();
+      submit(question.querySelector(".body").textContent);
+    });
+    msg.querySelector(".error").appendChild(button);
+  });
   threadItems().forEach(decorate);
   regroup();
   scrollDown();
