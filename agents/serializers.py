@@ -81,6 +81,7 @@ class RunErrorSerializer(serializers.Serializer):
     status = serializers.CharField(default="error")
     run_id = serializers.UUIDField()
     thread_id = serializers.UUIDField()
+    trace_id = serializers.CharField(allow_null=True)
 
 
 class RunListSerializer(serializers.ModelSerializer):
