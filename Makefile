@@ -12,7 +12,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/agents
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: help install run serve migrate superuser test test-services test-embedded lint format clean
+.PHONY: help install run dev serve migrate superuser test test-services test-embedded lint format clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -29,9 +29,18 @@ install: $(STAMP) ## Create .venv and install the pinned requirements
 migrate: install ## Apply migrations (creates the first superuser and the checkpoint tables)
 	$(BIN)/python manage.py migrate --noinput
 
-run: migrate ## Serve http://127.0.0.1:8000 on the embedded default (ASGI, streams)
-	@echo "Serving http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs, chat: /chat/)"
-	$(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+# Django has no ASGI lifespan events: `--lifespan off` says so instead of probing (and warning).
+UVICORN := $(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) \
+	--no-access-log --lifespan off
+
+run: migrate ## Serve http://HOST:PORT (default 127.0.0.1:8000; `make run HOST=0.0.0.0 PORT=9000`)
+	@echo "Serving http://$(HOST):$(PORT)  (chat: /chat/, admin: /admin/, API: /api/v1/, API docs: /api/docs)"
+	$(UVICORN)
+
+dev: migrate ## Like run, and restarts when a Python file or a template changes
+	@echo "Serving http://$(HOST):$(PORT) and reloading on code changes"
+	$(UVICORN) --reload --reload-include '*.html' \
+		$(foreach dir,accounts agents config core evaluations templates,$(if $(wildcard $(dir)),--reload-dir $(dir)))
 
 test: test-services test-embedded ## Run the whole suite: PostgreSQL + Redis, then the embedded default
 

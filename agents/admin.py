@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.models import AgentRun, AgentThread
@@ -22,13 +23,29 @@ class ReadOnlyAdminMixin:
 
 
 def _pre(text: str) -> str:
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text or "—")
+    return format_html(
+        '<pre class="wrap" style="white-space: pre-wrap; margin: 0">{}</pre>', text or "—"
+    )
+
+
+def _truncate(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters, for change lists (the detail page has it all)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_text(text: str) -> str:
+    """A tool's output, indented when it is JSON."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
 
 
 @admin.register(AgentRun)
 class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "created_at", "user", "status", "latency_ms", "total_tokens", "model", "thread_link",
+        "created", "user", "status", "latency_ms", "total_tokens", "model", "thread_link",
         "short_input",
     )  # fmt: skip
     list_filter = ("status", "provider", "model", ("created_at", admin.DateFieldListFilter))
@@ -74,10 +91,16 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             qs = qs.defer("tool_calls", "metadata", "plan")
         return qs
 
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, run: AgentRun) -> str:
+        # A short date keeps every column of the list in view at 1280 px.
+        return timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M")
+
     @admin.display(description="Thread", ordering="thread")
     def thread_link(self, run: AgentRun) -> str:
         url = reverse("admin:agents_agentthread_change", args=[run.thread_id])
-        return format_html('<a href="{}">{}</a>', url, run.thread)
+        title = str(run.thread)
+        return format_html('<a href="{}" title="{}">{}</a>', url, title, _truncate(title, 40))
 
     @admin.display(description="Langfuse trace")
     def trace_link(self, run: AgentRun) -> str:
@@ -88,7 +111,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Input")
     def short_input(self, run: AgentRun) -> str:
-        return run.input if len(run.input) <= 60 else run.input[:59] + "…"
+        return _truncate(run.input, 60)
 
     @admin.display(description="Input")
     def input_display(self, run: AgentRun) -> str:
@@ -117,14 +140,14 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>"
-            '<td><pre style="white-space: pre-wrap; margin: 0">{}</pre></td></tr>',
+            '<td><pre class="wrap" style="white-space: pre-wrap; margin: 0">{}</pre></td></tr>',
             (
                 (
                     call.get("name"),
                     json.dumps(call.get("args"), ensure_ascii=False),
                     {True: "ok", False: "error"}.get(call.get("ok"), "not run"),
                     f"{call.get('duration_ms')} ms" if call.get("duration_ms") is not None else "",
-                    call.get("output") or "",
+                    _json_text(call.get("output") or ""),
                 )
                 for call in run.tool_calls
             ),
@@ -138,17 +161,29 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = AgentRun
-    fields = ("created_at", "status", "input", "response", "latency_ms", "total_tokens", "model")
+    fields = (
+        "created_at", "status", "short_input", "short_response", "latency_ms", "total_tokens",
+        "model",
+    )  # fmt: skip
     readonly_fields = fields
     ordering = ("created_at",)
     extra = 0
     can_delete = False
     show_change_link = True
 
+    # The whole text is on the run's own page (the change link); a row stays one line.
+    @admin.display(description="Input")
+    def short_input(self, run: AgentRun) -> str:
+        return _truncate(run.input, 120)
+
+    @admin.display(description="Answer")
+    def short_response(self, run: AgentRun) -> str:
+        return _truncate(run.response, 120)
+
 
 @admin.register(AgentThread)
 class AgentThreadAdmin(admin.ModelAdmin):
-    list_display = ("title", "owner", "created_at", "updated_at")
+    list_display = ("short_title", "owner", "created_at", "updated_at")
     list_select_related = ("owner",)
     search_fields = ("title", "owner__email", "=id")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
@@ -158,3 +193,7 @@ class AgentThreadAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="Title", ordering="title")
+    def short_title(self, thread: AgentThread) -> str:
+        return _truncate(str(thread), 80)

@@ -87,3 +87,96 @@ def classify_exception(exc: BaseException) -> type[AgentRunError]:
     if isinstance(exc, tuple(upstream)):
         return LLMUnavailable
     return AgentRunError
+
+
+PROVIDER_NAMES = {
+    "openai": "OpenAI",
+    "azure": "Azure OpenAI",
+    "anthropic": "Anthropic",
+    "offline": "the offline model",
+}
+# Which settings connect each provider: named in errors a person can fix by changing them.
+PROVIDER_KEY_SETTINGS = {
+    "openai": "OPENAI_API_KEY",
+    "azure": "AZURE_OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, outermost first (cycles stop the walk)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _host_of(exc: BaseException) -> str:
+    """host[:port] of the request that failed, never its user info, path or query."""
+    for item in _causes(exc):
+        request = getattr(item, "request", None)
+        try:
+            url = request.url if request is not None else None  # httpx raises without a request
+        except RuntimeError:
+            url = None
+        if url is not None and getattr(url, "host", None):
+            port = f":{url.port}" if url.port else ""
+            return f"{url.host}{port}"
+    return ""
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for item in _causes(exc):
+        status = getattr(item, "status_code", None)
+        if isinstance(status, int):
+            return status
+        response = getattr(item, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _failure_kind(exc: BaseException, provider: str) -> str:
+    import errno
+    import socket
+
+    chain = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or any(
+        isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in chain
+    ):
+        return "could not be reached: connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "could not be reached: its host name does not resolve"
+    if classify_exception(exc) is LLMTimeout:
+        return "did not answer in time (timeout)"
+    status = _status_of(exc)
+    key = PROVIDER_KEY_SETTINGS.get(provider, "the API key")
+    if status in (401, 403):
+        reason = "unauthorized" if status == 401 else "forbidden"
+        return f"refused the credentials (HTTP {status} {reason}): check {key}"
+    if status == 404:
+        return "does not know this model or endpoint (HTTP 404): check LLM_MODEL_NAME"
+    if status == 429:
+        return "is rate limiting the requests or the quota is used up (HTTP 429)"
+    if status is not None and status >= 500:
+        return f"failed with a server error (HTTP {status})"
+    if status is not None:
+        return f"rejected the request (HTTP {status})"
+    if any(type(e).__name__ in ("APIConnectionError", "ConnectError") for e in chain):
+        return "could not be reached: the connection failed"
+    return f"failed ({type(exc).__name__})"
+
+
+def describe_llm_failure(exc: BaseException, *, provider: str, model: str) -> str:
+    """What went wrong with the language model, for a person to act on: the provider, the
+    model, where it was called and the kind of failure (connection refused, timeout, 401, 429,
+    5xx). Built from exception types and status codes only: a provider's error text can echo
+    parts of a key, so none of it is quoted."""
+    name = PROVIDER_NAMES.get(provider, provider or "The language model")
+    host = _host_of(exc)
+    where = f" at {host}" if host else ""
+    kind = _failure_kind(exc, provider)
+    return f"The language model failed to answer: {name} model {model}{where} {kind}."

@@ -36,9 +36,11 @@ from agents.directory import tools_for_user
 from agents.errors import (
     AgentRunError,
     LLMTimeout,
+    LLMUnavailable,
     RunCancelled,
     StepLimitExceeded,
     classify_exception,
+    describe_llm_failure,
 )
 from agents.events import (
     AgentEvent,
@@ -192,8 +194,10 @@ class _RunState:
         record["ok"] = message.status != "error"
         record["output"] = content[:TOOL_OUTPUT_CHARS]
         record["duration_ms"] = message.additional_kwargs.get("duration_ms")
+        # Kept on the record too, so that a reloaded chat shows what the live one showed.
+        record["summary"] = _summary(content)
         metrics.tool_called(tool=str(record["name"]), ok=bool(record["ok"]))
-        yield ToolResultEvent(name=record["name"], ok=record["ok"], summary=_summary(content))
+        yield ToolResultEvent(name=record["name"], ok=record["ok"], summary=record["summary"])
 
     def on_update(self, node: str, update: dict[str, Any]) -> Iterator[AgentEvent]:
         if node == "planner":
@@ -395,8 +399,13 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
     run, cancel = execution.run, execution.cancel
     cancelled = cancel is not None and cancel.is_set()
     error = RunCancelled() if cancelled else _domain_error(exc)
-    logger.warning("Agent run %s failed: %s", run.id, exc)
-    reason = DISCONNECTED if cancelled else f"{error.code}: {exc}"
+    described = not cancelled and isinstance(error, LLMUnavailable | LLMTimeout)
+    if described and error is not exc:
+        # Name the provider, model and kind of failure; never the provider's own text.
+        error = type(error)(describe_llm_failure(exc, provider=run.provider, model=run.model))
+    detail = f"{error.detail} ({type(exc).__name__})" if described else str(exc)
+    logger.warning("Agent run %s failed: %s", run.id, detail)
+    reason = DISCONNECTED if cancelled else f"{error.code}: {error.detail if described else exc}"
     trace.set_output(error=reason)
     _finish(
         execution,

@@ -100,3 +100,8 @@ def tokens_used_today(*, user: User) -> int:
         total=Sum("total_tokens")
     )["total"]
     return int(total or 0)
+
+
+def run_list_for_thread(*, thread: AgentThread) -> QuerySet[AgentRun]:
+    """A thread's runs in the order they were asked: what the chat page shows on a reload."""
+    return AgentRun.objects.filter(thread=thread).order_by("created_at")

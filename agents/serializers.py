@@ -20,6 +20,14 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class BlankAsNullCharField(serializers.CharField):
+    """A column that stores "" for "none" (``AgentRun.trace_id``), answered as null: an absent
+    id is null in every body of the API."""
+
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
+        return super().to_representation(value) if value else None
+
+
 class RunInputSerializer(serializers.Serializer):
     message = StrictCharField(trim_whitespace=True, allow_blank=False)
     thread_id = serializers.UUIDField(required=False, allow_null=True, default=None)
@@ -49,13 +57,6 @@ class UsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
     total_tokens = serializers.IntegerField(allow_null=True)
-
-
-class BlankAsNullCharField(serializers.CharField):
-    """A text column that is blank when unset, answered as null."""
-
-    def to_representation(self, value: Any) -> Any:
-        return str(value) if value else None
 
 
 class TraceUrlField(serializers.URLField):
@@ -88,11 +89,13 @@ class RunErrorSerializer(serializers.Serializer):
     status = serializers.CharField(default="error")
     run_id = serializers.UUIDField()
     thread_id = serializers.UUIDField()
+    trace_id = serializers.CharField(allow_null=True)
 
 
 class RunListSerializer(serializers.ModelSerializer):
     thread_id = serializers.UUIDField(read_only=True)
     user_id = serializers.UUIDField(read_only=True)
+    trace_id = BlankAsNullCharField(read_only=True, allow_null=True)
     trace_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -149,3 +152,13 @@ class ThreadDetailSerializer(ThreadSerializer):
     @extend_schema_field(ThreadMessageSerializer(many=True))
     def get_messages(self, thread: AgentThread) -> list[dict[str, Any]]:
         return list(self.context.get("messages", []))
+
+
+class ThreadUpdateSerializer(serializers.Serializer):
+    """``PATCH agent/threads/{id}``: rename a conversation."""
+
+    title = StrictCharField(
+        max_length=AgentThread._meta.get_field("title").max_length,
+        trim_whitespace=True,
+        allow_blank=False,
+    )

@@ -100,3 +100,10 @@ def thread_memory_delete(*, thread_id: uuid.UUID) -> None:
     an unknown thread id is adopted.
     """
     get_checkpointer().delete_thread(str(thread_id))
+
+
+def thread_rename(*, thread: AgentThread, title: str) -> AgentThread:
+    """Give a conversation a title of the owner's choosing (its activity time stays)."""
+    AgentThread.objects.filter(pk=thread.pk).update(title=title)
+    thread.title = title
+    return thread

@@ -25,6 +25,7 @@ from agents.serializers import (
     RunResultSerializer,
     ThreadDetailSerializer,
     ThreadSerializer,
+    ThreadUpdateSerializer,
 )
 from agents.streaming import stream_events
 from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
@@ -185,3 +186,15 @@ class ThreadViewSet(
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.thread_delete(thread=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=ThreadUpdateSerializer,
+        responses={200: ThreadSerializer, 400: None, 404: None},
+        description='Rename a conversation: `{"title": str}`, 1 to 200 characters.',
+    )
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        thread: AgentThread = self.get_object()
+        serializer = ThreadUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        thread = services.thread_rename(thread=thread, title=serializer.validated_data["title"])
+        return Response(ThreadSerializer(thread).data)

@@ -2,9 +2,12 @@
 
 from django.urls import include, path
 
+from core.api_index import ApiIndexView
+
 app_name = "api"
 
 urlpatterns = [
+    path("", ApiIndexView.as_view(), name="index"),
     path("", include("accounts.urls")),
     path("", include("agents.urls")),
 ]

@@ -209,7 +209,8 @@ def test_change_page_shows_the_whole_run(staff_client: Client) -> None:
     ]
     assert "3.2 ms" in html
     assert "0.4 ms" in html
-    assert "{&quot;user&quot;: {&quot;email&quot;: &quot;a@b.c&quot;}}" in html
+    # A JSON output is indented.
+    assert "{\n  &quot;user&quot;: {\n    &quot;email&quot;: &quot;a@b.c&quot;\n  }\n}" in html
     assert "gpt-4o-mini" in html
 
 

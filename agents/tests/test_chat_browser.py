@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import re
+import time
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from agents.models import AgentThread
+from accounts.tests.factories import UserFactory
+from agents.models import AgentRun, AgentThread
+from testing.browser import chromium, log_in, needs_chromium
 from testing.live import BASE_DIR, fake_llm_env, run_server
 from testing.llm_server import FakeLLMServer, Reply
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = BASE_DIR / "test-artifacts"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.live,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-        reason=f"no Chromium at {CHROMIUM} (CI installs it)",
-    ),
+    needs_chromium,
 ]
 
 ANSWER = (
     "Here is a careful answer that arrives word by word. "
     "It even mentions <script>window.__pwned = true</script> as plain text."
 )
+DONE = ".msg.assistant:not(.streaming) .meta:not(:empty)"
 
 
 @pytest.fixture(scope="module")
@@ -46,53 +46,33 @@ def server_url(django_db_setup: None, llm: FakeLLMServer) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the ORM calls the tests make
-    # here are still plain synchronous calls, as Django's docs advise for this case.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+def browser() -> Iterator[Any]:
+    with chromium() as browser:
         yield browser
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
 def page(browser, server_url, llm):
     llm.reset()
-    context = browser.new_context(base_url=server_url)
+    context = browser.new_context(base_url=server_url, timezone_id="UTC")
     page = context.new_page()
     yield page
     context.close()
 
 
-def log_in(page, user) -> None:
-    page.goto("/chat/")
-    assert "/accounts/login/" in page.url
-    page.fill("#id_username", user.email)
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/chat/$"))
-
-
 def send(page, text: str) -> None:
     page.fill("#message", text)
     page.keyboard.press("Enter")
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    """Poll ``predicate`` (a database read, say) until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 def test_chat_streams_remembers_and_switches_threads(page, llm):
@@ -102,6 +82,7 @@ def test_chat_streams_remembers_and_switches_threads(page, llm):
         Reply.text(ANSWER, chunk_delay=0.12),
     )
     log_in(page, user)
+    assert page.evaluate("() => document.activeElement.id") == "message"  # focused on load
     send(page, "Hello agent")
 
     answer = page.locator(".msg.assistant .body").last
@@ -116,7 +97,7 @@ def test_chat_streams_remembers_and_switches_threads(page, llm):
     )
     partial = answer.text_content() or ""
     assert 0 < len(partial) < len(ANSWER)
-    page.wait_for_selector(".msg.assistant:not(.streaming) .meta:not(:empty)", timeout=30000)
+    page.wait_for_selector(DONE, timeout=30000)
     assert answer.text_content() == ANSWER
     # The answer's <script> is text, never markup: nothing ran.
     assert page.evaluate("() => window.__pwned === undefined")
@@ -128,32 +109,311 @@ def test_chat_streams_remembers_and_switches_threads(page, llm):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
 
-    # Reload: the history comes back from the checkpointer, escaped.
+    # Reload: the history comes back from the run records, escaped.
     page.reload()
     bodies = page.locator(".msg .body").all_text_contents()
     assert bodies == ["Hello agent", ANSWER]
-    assert page.locator("#threads li.active").text_content().strip() == "Hello agent"
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert page.locator("#threads li.active a").text_content().strip() == "Hello agent"
 
     # A second conversation, then back to the first.
     page.click("#new-chat")
     llm.enqueue(Reply.text("1. Answer."), Reply.text("Second thread answer."))
     send(page, "Another topic")
-    page.wait_for_selector(".msg.assistant:not(.streaming) .meta:not(:empty)", timeout=30000)
+    page.wait_for_selector(DONE, timeout=30000)
     assert page.locator("#threads li").count() == 2
-    assert page.locator("#threads li").first.text_content().strip() == "Another topic"
+    assert page.locator("#threads li a").first.text_content().strip() == "Another topic"
     page.click("#threads li >> text=Hello agent")
     page.wait_for_url(f"**/chat/{thread.id}/")
     assert page.locator(".msg .body").all_text_contents() == ["Hello agent", ANSWER]
 
 
-def test_errors_are_shown_inline(page, llm):
+MARKDOWN_ANSWER = """## Result
+
+Some **bold** text and a list:
+
+- first item
+- second item
+
+```python
+print("hi")
+```
+
+| Name | Count |
+| --- | --- |
+| apples | 3 |
+
+See [the docs](https://docs.example.com/page) or ![a chart](https://images.example.com/chart.png).
+
+<img src="https://images.example.com/x.png" onerror="window.__pwned = 1">
+Inline <b onclick="window.__pwned = 2">bold?</b> and <script>window.__pwned = 3</script> and
+[bad](javascript:window.__pwned=4)."""
+
+
+def test_markdown_is_rendered_while_streaming_and_model_html_stays_inert(page, llm):
+    user = UserFactory()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    # Any request to another host (an image, a script) is recorded and refused.
+    elsewhere: list[str] = []
+
+    def guard(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "about:", "data:")):
+            route.continue_()
+        else:
+            elsewhere.append(url)
+            route.abort()
+
+    page.route("**/*", guard)
+    llm.enqueue(Reply.text("1. Answer."), Reply.text(MARKDOWN_ANSWER, chunk_delay=0.05))
+    log_in(page, user)
+    send(page, "Format something")
+
+    # While the answer still streams, its first Markdown is already elements.
+    page.wait_for_selector(".msg.assistant.streaming .body h2", timeout=15000)
+    assert page.locator(".msg.assistant.streaming").count() == 1
+    page.wait_for_selector(DONE, timeout=30000)
+
+    body = page.locator(".msg.assistant .body").last
+    assert body.locator("h2").text_content() == "Result"
+    assert body.locator("strong").first.text_content() == "bold"
+    assert body.locator("ul > li").all_text_contents() == ["first item", "second item"]
+    assert body.locator("pre code").text_content() == 'print("hi")\n'
+    assert body.locator("table th").all_text_contents() == ["Name", "Count"]
+    assert body.locator("table td").all_text_contents() == ["apples", "3"]
+    link = body.locator("a", has_text="the docs")
+    assert link.get_attribute("href") == "https://docs.example.com/page"
+    assert link.get_attribute("target") == "_blank"
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    # An image is a link to it, never loaded.
+    assert body.locator("img").count() == 0
+    chart = body.locator("a", has_text="a chart")
+    assert chart.get_attribute("href") == "https://images.example.com/chart.png"
+    # The model's HTML is shown as text, and none of it runs.
+    text = body.text_content() or ""
+    assert '<img src="https://images.example.com/x.png" onerror="window.__pwned = 1">' in text
+    assert "<script>window.__pwned = 3</script>" in text
+    assert body.locator("b, script, [onclick], [onerror]").count() == 0
+    bad = body.locator("a", has_text="bad")
+    assert bad.count() == 0 or bad.get_attribute("href") is None
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert elsewhere == []
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-markdown.png"), full_page=True)
+
+    # The code block's copy button copies the code.
+    body.locator("button.copy").click()
+    page.wait_for_function("() => document.querySelector('button.copy').textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == 'print("hi")\n'
+
+    # The same after a reload, from the run record.
+    page.reload()
+    body = page.locator(".msg.assistant .body").last
+    assert body.locator("h2").text_content() == "Result"
+    assert body.locator("table td").all_text_contents() == ["apples", "3"]
+    assert body.locator("img, b, script, [onerror]").count() == 0
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert elsewhere == []
+
+
+def test_a_reload_shows_the_plan_tool_calls_and_meta_line(page, llm):
+    user = UserFactory()
+    llm.enqueue(
+        Reply.text("1. Look the user up.\n2. Answer."),
+        Reply.tool_calls([("lookup_user_by_email", {"email": user.email})]),
+        Reply.text("That user is **active**.", prompt_tokens=30, completion_tokens=12),
+    )
+    log_in(page, user)
+    send(page, f"Who is {user.email}?")
+    page.wait_for_selector(DONE, timeout=30000)
+    live = {
+        "plan": page.locator(".msg.assistant .plan-body").text_content(),
+        "tools": page.locator(".msg.assistant details.tools li").all_text_contents(),
+        "summary": page.locator(".msg.assistant details.tools summary").text_content(),
+        "body": page.locator(".msg.assistant .body").inner_html(),
+        "meta": page.locator(".msg.assistant .meta").text_content(),
+    }
+    assert live["plan"] == "1. Look the user up.\n2. Answer."
+    assert live["summary"] == "Tool calls (1)"
+    # Arguments as JSON, with the tool's outcome and result summary.
+    assert live["tools"][0].startswith(f'lookup_user_by_email {{"email":"{user.email}"}} → ok: ')
+    assert re.fullmatch(r"gpt-test · \d+\.\d s · \d+ tokens", live["meta"] or ""), live["meta"]
+
+    page.reload()
+    reloaded = {
+        "plan": page.locator(".msg.assistant .plan-body").text_content(),
+        "tools": page.locator(".msg.assistant details.tools li").all_text_contents(),
+        "summary": page.locator(".msg.assistant details.tools summary").text_content(),
+        "body": page.locator(".msg.assistant .body").inner_html(),
+        "meta": page.locator(".msg.assistant .meta").text_content(),
+    }
+    assert reloaded == live
+    assert page.locator(".msg.assistant details.plan").is_hidden() is False
+
+
+def test_stop_ends_the_answer_and_the_run_is_recorded_as_cancelled(page, llm):
+    user = UserFactory()
+    slow = " ".join(f"word{i}" for i in range(200))
+    llm.enqueue(Reply.text("1. Answer."), Reply.text(slow, chunk_delay=0.2))
+    log_in(page, user)
+    send(page, "Say a lot")
+    page.wait_for_function(
+        "() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0",
+        timeout=15000,
+    )
+    assert page.locator("#stop").is_visible()
+    assert page.locator("#send").is_hidden()
+    page.click("#stop")
+    page.wait_for_selector(".msg.assistant.stopped .stopped-note", timeout=10000)
+    assert page.locator(".msg.assistant.streaming").count() == 0
+    assert page.locator("#send").is_visible()
+    assert page.locator("#stop").is_hidden()
+
+    run = wait_for(
+        lambda: AgentRun.objects.filter(user=user).exclude(status=AgentRun.Status.RUNNING).first()
+    )
+    assert run is not None
+    assert run.status == AgentRun.Status.ERROR
+    assert run.error.startswith("cancelled")
+
+    # Esc stops too.
+    llm.enqueue(Reply.text("1. Answer."), Reply.text(slow, chunk_delay=0.2))
+    send(page, "Say a lot again")
+    page.wait_for_function(
+        "() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0",
+        timeout=15000,
+    )
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.msg.assistant.stopped').length === 2", timeout=10000
+    )
+    assert wait_for(
+        lambda: AgentRun.objects.filter(user=user, status=AgentRun.Status.ERROR).count() == 2
+    )
+    # A reload says the answers were stopped.
+    page.reload()
+    assert page.locator(".msg.assistant.stopped .stopped-note").count() == 2
+
+
+def test_errors_are_shown_inline_and_can_be_retried(page, llm):
     user = UserFactory()
     llm.enqueue(Reply.error(500))
     log_in(page, user)
     send(page, "This will fail")
     error = page.locator(".msg.assistant .error")
     error.wait_for(state="visible", timeout=15000)
-    assert "language model failed" in (error.text_content() or "")
+    text = error.text_content() or ""
+    # The provider, the model and the kind of failure, never the key.
+    assert "OpenAI model gpt-test at 127.0.0.1:" in text, text
+    assert "HTTP 500" in text, text
+    assert "test-key" not in text
+
+    llm.enqueue(Reply.text("1. Answer."), Reply.text("It worked this time."))
+    page.click(".msg.assistant .error button.retry")
+    page.wait_for_selector(DONE, timeout=30000)
+    # The failure stays where it was (its run is recorded), the retry is a new turn.
+    assert page.locator(".msg.assistant.failed button.retry").count() == 0
+    assert page.locator(".msg .body").all_text_contents() == [
+        "This will fail",
+        "",
+        "This will fail",
+        "It worked this time.",
+    ]
+    live_errors = page.locator(".msg.assistant.failed .error").all_text_contents()
+
+    # After a reload everything is there again, the failure with the same explanation, and its
+    # Retry works too.
+    page.reload()
+    assert page.locator(".msg .body").all_text_contents() == [
+        "This will fail",
+        "",
+        "This will fail",
+        "It worked this time.",
+    ]
+    failed = page.locator(".msg.assistant.failed .error")
+    assert [t.removesuffix("Retry") for t in failed.all_text_contents()] == live_errors
+    llm.enqueue(Reply.text("1. Answer."), Reply.text("Fine now."))
+    failed.locator("button.retry").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg .body')].pop().textContent === 'Fine now.'",
+        timeout=30000,
+    )
+    assert page.locator(".msg.user .body").all_text_contents() == ["This will fail"] * 3
+
+
+def test_conversations_are_grouped_by_date_renamed_and_deleted(page, llm):
+    user = UserFactory()
+    now = timezone.now()
+    ages = {"Fresh one": 0, "From yesterday": 1, "Last week": 4, "Ancient": 30}
+    threads = {}
+    for title, days in ages.items():
+        thread = AgentThread.objects.create(owner=user, title=title)
+        # updated_at is auto_now: set it with an update, as time passing would.
+        AgentThread.objects.filter(pk=thread.pk).update(updated_at=now - timedelta(days=days))
+        threads[title] = thread
+    log_in(page, user)
+
+    groups = page.evaluate(
+        """() => [...document.querySelectorAll('#threads section')].map(s => [
+            s.querySelector('h2').textContent,
+            [...s.querySelectorAll('li a')].map(a => a.textContent),
+        ])"""
+    )
+    assert groups == [
+        ["Today", ["Fresh one"]],
+        ["Yesterday", ["From yesterday"]],
+        ["Previous 7 days", ["Last week"]],
+        ["Older", ["Ancient"]],
+    ]
+
+    # Rename: an empty title is refused, a real one saved.
+    item = page.locator(f'#threads li[data-thread-id="{threads["From yesterday"].id}"]')
+    item.hover()
+    item.locator("button.rename").click()
+    field = item.locator("input.rename-input")
+    field.fill("   ")
+    field.press("Enter")
+    page.wait_for_selector("input.rename-input.invalid")
+    field.fill("Renamed chat")
+    field.press("Enter")
+    page.wait_for_function(
+        "(id) => document.querySelector(`#threads li[data-thread-id='${id}'] a`).textContent"
+        " === 'Renamed chat'",
+        arg=str(threads["From yesterday"].id),
+    )
+    assert wait_for(
+        lambda: AgentThread.objects.get(pk=threads["From yesterday"].id).title == "Renamed chat"
+    )
+
+    # Delete asks first: dismissed, nothing happens; accepted, the conversation is gone.
+    victim = page.locator(f'#threads li[data-thread-id="{threads["Ancient"].id}"]')
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    victim.hover()
+    victim.locator("button.delete").click()
+    page.wait_for_timeout(300)
+    assert victim.count() == 1
+    assert AgentThread.objects.filter(pk=threads["Ancient"].id).exists()
+    messages: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        messages.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    victim.hover()
+    victim.locator("button.delete").click()
+    victim.wait_for(state="detached")
+    assert "Ancient" in messages[0]
+    assert wait_for(lambda: not AgentThread.objects.filter(pk=threads["Ancient"].id).exists())
+    assert page.locator("#threads h2").all_text_contents() == [
+        "Today",
+        "Yesterday",
+        "Previous 7 days",
+    ]
+    page.reload()
+    assert "Renamed chat" in page.locator("#threads").text_content()
+    assert "Ancient" not in page.locator("#threads").text_content()
 
 
 def test_rate_limits_are_explained_inline(browser, llm):
@@ -169,7 +429,7 @@ def test_rate_limits_are_explained_inline(browser, llm):
         page = context.new_page()
         log_in(page, user)
         send(page, "one")
-        page.wait_for_selector(".msg.assistant:not(.streaming) .meta:not(:empty)", timeout=15000)
+        page.wait_for_selector(DONE, timeout=15000)
         # Fixed one-minute windows: if "one" was the last request of a window, "two" opens the
         # next one and passes; "three" then meets the limit.
         error = page.locator(".msg.assistant.failed .error")

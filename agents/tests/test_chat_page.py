@@ -71,3 +71,86 @@ def test_the_api_refuses_session_posts_without_csrf(client):
     )
     assert response.status_code == HTTPStatus.FORBIDDEN
     assert response.json()["code"] == "permission_denied"
+
+
+def test_the_offline_model_says_which_model_answers_and_how_to_connect_one(client, settings):
+    client.force_login(UserFactory())
+    settings.LLM_MODEL_PROVIDER = "offline"
+    settings.LLM_MODEL_NAME = "offline"
+    html = client.get("/chat/").content.decode()
+    assert 'id="offline-notice"' in html
+    assert "offline demo model <code>offline</code>" in html
+    for setting in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "AZURE_OPENAI_"):
+        assert setting in html
+    settings.LLM_MODEL_PROVIDER = "openai"
+    settings.LLM_MODEL_NAME = "gpt-4o-mini"
+    assert 'id="offline-notice"' not in client.get("/chat/").content.decode()
+
+
+def test_a_reload_renders_every_turn_from_its_run(client):
+    from agents.models import AgentRun
+
+    user = UserFactory()
+    client.force_login(user)
+    thread = AgentThread.objects.create(owner=user, title="Lookups")
+    common = {"user": user, "thread": thread}
+    AgentRun.objects.create(
+        **common,
+        input="Who is <b>bob</b>?",
+        response="Bob is **active** <script>x()</script>",
+        plan="1. Look him up.",
+        status=AgentRun.Status.SUCCESS,
+        model="gpt-test",
+        latency_ms=1234,
+        total_tokens=42,
+        tool_calls=[
+            {
+                "name": "lookup_user_by_email",
+                "args": {"email": "bob@example.com"},
+                "ok": True,
+                "output": '{"user": {}}',
+                "summary": "found bob",
+                "duration_ms": 2.0,
+            },
+            {
+                "name": "list_users",
+                "args": {},
+                "ok": False,
+                "output": "boom boom",
+                "duration_ms": 1,
+            },
+        ],
+    )
+    AgentRun.objects.create(
+        **common,
+        input="And now?",
+        status=AgentRun.Status.ERROR,
+        error="llm_unavailable: The language model failed to answer: OpenAI model m timed out.",
+    )
+    AgentRun.objects.create(
+        **common, input="Stop me", status=AgentRun.Status.ERROR, error="cancelled: the client left"
+    )
+    AgentRun.objects.create(
+        **common, input="Crash", status=AgentRun.Status.ERROR, error="agent_error: KeyError('x')"
+    )
+    html = client.get(f"/chat/{thread.id}/").content.decode()
+    # In order, escaped, with the plan, the tool calls as JSON and the meta line.
+    assert html.index("Who is &lt;b&gt;bob&lt;/b&gt;?") < html.index("And now?")
+    assert html.index("And now?") < html.index("Stop me") < html.index("Crash")
+    assert "Bob is **active** &lt;script&gt;x()&lt;/script&gt;" in html
+    assert '<pre class="plan-body">1. Look him up.</pre>' in html
+    assert "Tool calls (2)" in html
+    assert (
+        '<code>lookup_user_by_email</code> <span class="args">{&quot;email&quot;:'
+        "&quot;bob@example.com&quot;}</span>"
+        '<span class="outcome ok"> → ok: found bob</span>'
+    ) in html
+    assert '<span class="outcome failed"> → failed: boom boom</span>' in html
+    assert "gpt-test · 1.2 s · 42 tokens" in html
+    # A failure says what happened, without its machine code; a stop says so; a crash stays
+    # in the logs.
+    assert ">The language model failed to answer: OpenAI model m timed out.</div>" in html
+    assert "llm_unavailable:" not in html
+    assert "Stopped." in html
+    assert "KeyError" not in html
+    assert ">The agent failed to answer.</div>" in html
