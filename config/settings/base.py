@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from config.env import APP_ENVS, BASE_DIR, env
 
 APP_ENV: str = env.str("APP_ENV", default="local")
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "accounts",
     "agents",
     "evaluations",
+    "config.apps.ConfigConfig",  # the startup checks (config/checks.py)
 ]
 
 MIDDLEWARE = [
@@ -94,7 +97,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` writes here (the Docker image does it at build time); WhiteNoise
+# serves it, with the hashed names of the manifest, so that files can be cached forever.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
