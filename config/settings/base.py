@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from config.env import APP_ENVS, BASE_DIR, env
@@ -15,6 +16,14 @@ PROJECT_NAME = env.str("PROJECT_NAME", default="Django Agents")
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+if env.bool("ALLOWED_HOSTS_INCLUDE_OWN_IP", default=False):
+    # Containers and pods: a scraper or probe that addresses this replica by its IP (Prometheus
+    # service discovery, Kubernetes probes) sends that IP as Host.
+    try:
+        ALLOWED_HOSTS += socket.gethostbyname_ex(socket.gethostname())[2]
+    except OSError:
+        pass
+    ALLOWED_HOSTS += [ip for ip in env.list("POD_IP", default=[]) if ip]
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
