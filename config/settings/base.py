@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -19,10 +20,8 @@ ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
 if env.bool("ALLOWED_HOSTS_INCLUDE_OWN_IP", default=False):
     # Containers and pods: a scraper or probe that addresses this replica by its IP (Prometheus
     # service discovery, Kubernetes probes) sends that IP as Host.
-    try:
+    with contextlib.suppress(OSError):  # no resolvable hostname: names only
         ALLOWED_HOSTS += socket.gethostbyname_ex(socket.gethostname())[2]
-    except OSError:
-        pass
     ALLOWED_HOSTS += [ip for ip in env.list("POD_IP", default=[]) if ip]
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -222,7 +222,8 @@ def test_production_refuses_the_development_defaults_of_the_compose_file(
     assert result.returncode != 0
     output = result.stderr + result.stdout
     assert "config.E001" in output
-    assert "SECRET_KEY" in output and "POSTGRES_PASSWORD" in output  # by value
+    assert "SECRET_KEY" in output  # by value
+    assert "POSTGRES_PASSWORD" in output
     assert "GRAFANA_ADMIN_PASSWORD" in output  # not in the app, but left to its default
     assert "changethis" not in output  # names, never values
 
@@ -232,9 +233,8 @@ def test_production_refuses_the_development_defaults_of_the_compose_file(
     config = resolved(docker_config, env={"APP_ENV": "production", **almost})
     result = manage("check", env=config["services"]["backend"]["environment"])
     assert result.returncode != 0
-    assert "compose.yaml uses its development defaults for: CLICKHOUSE_PASSWORD." in (
-        result.stderr
-    )
+    expected = "compose.yaml uses its development defaults for: CLICKHOUSE_PASSWORD."
+    assert expected in result.stderr
 
     # Everything set: the same checks pass (migrate runs them too, before the backend starts).
     config = resolved(docker_config, env={"APP_ENV": "production", **production_secrets()})
@@ -307,7 +307,8 @@ def test_a_missing_static_manifest_stops_the_production_server(tmp_path: Path) -
     output = log.read_text()
     assert code == 3, output  # gunicorn: "Worker failed to boot", the master stops
     assert "The server cannot start" in output
-    assert "config.E002" in output and "collectstatic" in output
+    assert "config.E002" in output
+    assert "collectstatic" in output
     assert "Reason: Worker failed to boot." in output
 
 
@@ -411,9 +412,7 @@ def test_the_production_command_serves_a_run_the_admin_and_its_static_files(
     # Behind the TLS proxy (a trusted FORWARDED_ALLOW_IPS address says https): HSTS and
     # secure cookies. Plain http from the proxy gets neither.
     assert "strict-transport-security" not in page.headers
-    secure = httpx.get(
-        f"{url}/admin/login/", headers={"X-Forwarded-Proto": "https"}, timeout=10
-    )
+    secure = httpx.get(f"{url}/admin/login/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
     assert secure.status_code == HTTPStatus.OK
     assert "max-age=31536000" in secure.headers["strict-transport-security"]
     assert "Secure" in secure.headers["set-cookie"]

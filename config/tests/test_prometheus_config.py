@@ -1,6 +1,7 @@
-"""docker/prometheus and docker/grafana (mounted by compose.yaml): promtool checks the configuration and the alert rules,
-and a real Prometheus (Debian's ``prometheus``) scrapes the app under a short load, after which
-every query of every Grafana panel must parse and return data (a number, not only NaN)."""
+"""docker/prometheus and docker/grafana (mounted by compose.yaml): promtool checks the
+configuration and the alert rules, and a real Prometheus (Debian's ``prometheus``) scrapes the
+app under a short load, after which every query of every Grafana panel must parse and return
+data (a number, not only NaN)."""
 
 from __future__ import annotations
 
@@ -136,9 +137,8 @@ def test_grafana_provisioning_matches_the_dashboards_and_compose() -> None:
     assert {"source": "metrics-token", "target": "/run/secrets/metrics-token"} in (
         prometheus["configs"]
     )
-    assert compose["configs"]["metrics-token"]["content"] == (
-        compose["x-backend-env"]["METRICS_BEARER_TOKEN"]
-    )
+    token = compose["x-backend-env"]["METRICS_BEARER_TOKEN"]
+    assert compose["configs"]["metrics-token"]["content"] == token
 
     dashboards = [json.loads(path.read_text()) for path in DASHBOARDS]
     assert {d["title"] for d in dashboards} == {
