@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import secrets
 import shutil
 import subprocess
@@ -263,6 +264,70 @@ def test_the_startup_check_refuses_dev_defaults_outside_compose_too() -> None:
     )
     # The same values are fine in local development.
     assert manage("check", env={**env, "APP_ENV": "local"}).returncode == 0
+
+
+# -- the image and the server configuration ---------------------------------------------------
+
+
+def test_the_image_is_multi_stage_non_root_with_static_files_and_a_healthcheck() -> None:
+    dockerfile = (BASE_DIR / "docker" / "Dockerfile").read_text()
+    instructions = [
+        line.split(None, 1) for line in dockerfile.splitlines() if line and line[0].isupper()
+    ]
+    stages = [args for keyword, args in instructions if keyword == "FROM"]
+    assert len(stages) == 2, stages
+    assert stages[0].endswith("AS build")
+    assert "pip wheel" in dockerfile
+    assert "--no-index --find-links=/wheels" in dockerfile  # the runtime installs only those
+    assert [args for keyword, args in instructions if keyword == "USER"] == ["app"]
+    assert "manage.py collectstatic --noinput" in dockerfile
+    [healthcheck] = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
+    assert "docker/healthcheck.py" in dockerfile
+    assert '"/healthz"]' in dockerfile, healthcheck
+    # No secret in the image's environment: the collectstatic key exists for that command only.
+    env_block = dockerfile.split("ENV PYTHONDONTWRITEBYTECODE", 1)[1].split("\n\n", 1)[0]
+    assert "SECRET" not in env_block
+    assert "PASSWORD" not in env_block
+    ignored = (BASE_DIR / ".dockerignore").read_text().splitlines()
+    assert {".env", ".env.*", ".git", ".venv"} <= set(ignored)
+
+
+def gunicorn_settings(**env: str) -> dict[str, Any]:
+    code = (
+        "import json, runpy; s = runpy.run_path('docker/gunicorn.conf.py'); "
+        "print(json.dumps({k: v for k, v in s.items() if isinstance(v, int | str | None)}))"
+    )
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={**keep, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_gunicorn_runs_uvicorn_workers_per_core_with_long_timeouts() -> None:
+    cores = runpy.run_path(str(BASE_DIR / "docker" / "gunicorn.conf.py"))["available_cores"]()
+    assert cores >= 1
+    defaults = gunicorn_settings()
+    assert defaults["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert defaults["workers"] == 2 * cores + 1
+    assert defaults["bind"] == "0.0.0.0:8000"
+    assert defaults["timeout"] >= 120  # an LLM call may take LLM_TIMEOUT_SECONDS x retries
+    assert defaults["graceful_timeout"] >= 60  # runs in flight finish on SIGTERM
+    assert defaults["keepalive"] > 60  # above a load balancer's idle timeout
+    assert defaults["forwarded_allow_ips"] == "127.0.0.1"
+    assert defaults["control_socket_disable"] is True
+    overridden = gunicorn_settings(
+        WEB_CONCURRENCY="5", PORT="9000", GUNICORN_TIMEOUT="300", FORWARDED_ALLOW_IPS="10.0.0.2"
+    )
+    assert overridden["workers"] == 5
+    assert overridden["bind"] == "0.0.0.0:9000"
+    assert overridden["timeout"] == 300
+    assert overridden["forwarded_allow_ips"] == "10.0.0.2"
 
 
 # -- the static manifest ----------------------------------------------------------------------
