@@ -330,6 +330,19 @@ def test_gunicorn_runs_uvicorn_workers_per_core_with_long_timeouts() -> None:
     assert overridden["forwarded_allow_ips"] == "10.0.0.2"
 
 
+def test_a_replica_can_accept_its_own_ip_as_host() -> None:
+    code = "from django.conf import settings; print(','.join(settings.ALLOWED_HOSTS))"
+    env = {"APP_ENV": "local", "ALLOWED_HOSTS": "api.example.com", "POD_IP": "10.1.2.3"}
+    result = manage("shell", "--no-imports", "-c", code, env=env)
+    assert result.stdout.strip() == "api.example.com", result.stderr
+    with_own = {**env, "ALLOWED_HOSTS_INCLUDE_OWN_IP": "true"}
+    result = manage("shell", "--no-imports", "-c", code, env=with_own)
+    hosts = result.stdout.strip().split(",")
+    assert hosts[0] == "api.example.com"
+    assert "10.1.2.3" in hosts
+    assert set(hosts) - {"api.example.com", "10.1.2.3"}  # the container's own address
+
+
 # -- the static manifest ----------------------------------------------------------------------
 
 
