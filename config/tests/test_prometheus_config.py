@@ -1,6 +1,7 @@
-"""docker/prometheus and docker/grafana: promtool checks the configuration and the alert rules,
-and a real Prometheus (Debian's ``prometheus``) scrapes the app under a short load, after which
-every query of every Grafana panel must parse and return data (a number, not only NaN)."""
+"""docker/prometheus and docker/grafana (mounted by compose.yaml): promtool checks the
+configuration and the alert rules, and a real Prometheus (Debian's ``prometheus``) scrapes the
+app under a short load, after which every query of every Grafana panel must parse and return
+data (a number, not only NaN)."""
 
 from __future__ import annotations
 
@@ -80,9 +81,19 @@ def substitute(expr: str) -> str:
 # -- promtool ---------------------------------------------------------------------------------
 
 
-def test_promtool_accepts_the_scrape_config() -> None:
-    result = promtool("check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
+def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
+    # In compose the token file is mounted at /run/secrets/metrics-token; here a copy of the
+    # config points at a temporary one, so that promtool checks that the files exist too.
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    (tmp_path / "metrics-token").write_text("token")
+    shutil.copy(PROMETHEUS_DIR / "alerts.yml", tmp_path / "alerts.yml")
+    [app] = [job for job in config["scrape_configs"] if job["job_name"] == "django-agents"]
+    assert app["authorization"]["credentials_file"] == "/run/secrets/metrics-token"
+    app["authorization"]["credentials_file"] = str(tmp_path / "metrics-token")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
 
 
 def test_promtool_accepts_the_alert_rules() -> None:
@@ -117,10 +128,17 @@ def test_grafana_provisioning_matches_the_dashboards_and_compose() -> None:
     providers = yaml.safe_load(
         (GRAFANA_DIR / "provisioning" / "dashboards" / "dashboards.yml").read_text()
     )["providers"]
-    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((BASE_DIR / "compose.yaml").read_text())
     grafana_volumes = compose["services"]["grafana"]["volumes"]
-    assert f"./grafana/dashboards:{providers[0]['options']['path']}:ro" in grafana_volumes
-    assert "./prometheus:/etc/prometheus:ro" in compose["services"]["prometheus"]["volumes"]
+    assert f"./docker/grafana/dashboards:{providers[0]['options']['path']}:ro" in grafana_volumes
+    assert "./docker/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes
+    prometheus = compose["services"]["prometheus"]
+    assert "./docker/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert {"source": "metrics-token", "target": "/run/secrets/metrics-token"} in (
+        prometheus["configs"]
+    )
+    token = compose["x-backend-env"]["METRICS_BEARER_TOKEN"]
+    assert compose["configs"]["metrics-token"]["content"] == token
 
     dashboards = [json.loads(path.read_text()) for path in DASHBOARDS]
     assert {d["title"] for d in dashboards} == {

@@ -69,7 +69,10 @@ def test_production_requires_a_secret_key():
     assert "SECRET_KEY must be set when APP_ENV=production" in result.stderr
 
 
-def test_check_deploy_is_clean_in_production():
+def test_check_deploy_is_clean_in_production(tmp_path):
+    # collectstatic's manifest (config.E002 without it); config/tests/test_deployment.py
+    # collects for real.
+    write(tmp_path / "staticfiles.json", '{"paths": {}, "version": "1.1"}')
     result = manage(
         "check",
         "--deploy",
@@ -80,6 +83,7 @@ def test_check_deploy_is_clean_in_production():
         ALLOWED_HOSTS="api.example.com",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/agents",
         FIRST_SUPERUSER="",
+        STATIC_ROOT=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
