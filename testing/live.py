@@ -133,7 +133,7 @@ def run_gunicorn(
     ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "gunicorn", app, "--worker-class", "config.workers.DjangoUvicornWorker",
+        sys.executable, "-m", "gunicorn", app,
         "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
         "--config", str(BASE_DIR / "docker" / "gunicorn.conf.py"), "--graceful-timeout", "5",
     ]  # fmt: skip
