@@ -7,4 +7,5 @@ app_name = "api"
 urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("agents.urls")),
+    path("", include("evaluations.urls")),
 ]

@@ -132,7 +132,7 @@ def parse_answer(text: str) -> tuple[float, str]:
         match = _LABELLED.search(text) or _BARE.match(text)
         if match:
             score = match.group(1)
-            reasoning = text[: match.start()].strip() if match.re is _LABELLED else ""
+            reasoning = text[: match.start()].strip(" \n*#") if match.re is _LABELLED else ""
     if score is None or isinstance(score, bool):
         raise JudgeAnswerInvalid(f"The judge's answer has no score: {text[:200]!r}")
     try:
@@ -290,7 +290,14 @@ class OpenAIJudge:
         try:
             score, reasoning = parse_answer(text or "")
         except JudgeAnswerInvalid as exc:
-            exc.extra = {"answer": (text or "")[:500], "latency_ms": latency_ms}
+            # Paid for all the same: the report counts these tokens.
+            exc.extra = {
+                "answer": (text or "")[:500],
+                "latency_ms": latency_ms,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost": _price(self.model, prompt_tokens, completion_tokens),
+            }
             raise
         return Judgement(
             score=score,

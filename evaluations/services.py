@@ -146,7 +146,7 @@ def feedback_set(
         metric_name=USER_FEEDBACK,
         source=AgentEvaluation.Source.USER,
         score=float(score),
-        eval_metadata={"comment": comment, "rated_by": user.pk},
+        eval_metadata={"comment": comment, "rated_by": str(user.pk)},
         created_at=timezone.now(),
     )
     evaluation_store([evaluation])
@@ -187,6 +187,14 @@ class _Totals:
     cost: float = 0.0
     cost_known: bool = True
     failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_usage(self, prompt: int | None, completion: int | None, cost: float | None) -> None:
+        self.prompt_tokens += prompt or 0
+        self.completion_tokens += completion or 0
+        if cost is None:
+            self.cost_known = False
+        else:
+            self.cost += cost
 
 
 def _judge_one(judge: Judge, metric: Metric, data: JudgeInput) -> Judgement:
@@ -310,6 +318,11 @@ def evaluation_run(
                 except JudgeError as exc:
                     outcome = "invalid" if isinstance(exc, JudgeAnswerInvalid) else "error"
                     prometheus.judge_called(outcome=outcome)
+                    totals.add_usage(
+                        exc.extra.get("prompt_tokens"),
+                        exc.extra.get("completion_tokens"),
+                        exc.extra.get("cost", 0.0 if outcome == "error" else None),
+                    )
                     tally.failure += 1
                     state.failed = True
                     totals.failed_calls += 1
@@ -337,12 +350,9 @@ def evaluation_run(
                 tally.total += judgement.score
                 if metric.threshold is not None and judgement.score < metric.threshold:
                     tally.below_threshold += 1
-                totals.prompt_tokens += judgement.prompt_tokens or 0
-                totals.completion_tokens += judgement.completion_tokens or 0
-                if judgement.cost is None:
-                    totals.cost_known = False
-                else:
-                    totals.cost += judgement.cost
+                totals.add_usage(
+                    judgement.prompt_tokens, judgement.completion_tokens, judgement.cost
+                )
                 batch.append(
                     AgentEvaluation(
                         run=run,

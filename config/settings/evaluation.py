@@ -30,6 +30,10 @@ EVALUATION_RETRY_MAX_WAIT: float = env.float("EVALUATION_RETRY_MAX_WAIT", defaul
 EVALUATION_TEMPERATURE: float = env.float("EVALUATION_TEMPERATURE", default=0.0)
 EVALUATION_MAX_TOKENS: int = env.int("EVALUATION_MAX_TOKENS", default=512)
 
+# The metric prompts: one markdown file per metric (a new file is a new metric).
+EVALUATION_METRICS_DIR: str = env.str(
+    "EVALUATION_METRICS_DIR", default=str(BASE_DIR / "evaluations" / "metrics" / "prompts")
+)
 EVALUATION_REPORTS_DIR: str = env.str("EVALUATION_REPORTS_DIR", default=str(BASE_DIR / "reports"))
 # The owner of the runs `manage.py evaluate --dataset` makes (created on first use).
 EVALUATION_DATASET_USER: str = env.str(

@@ -1,5 +1,5 @@
-"""Judge metrics: one markdown prompt per file in ``prompts/`` (a new ``.md`` file is a new
-metric, named after the file).
+"""Judge metrics: one markdown prompt per file in ``prompts/`` (``EVALUATION_METRICS_DIR``; a
+new ``.md`` file is a new metric, named after the file).
 
 A file may start with front matter between ``---`` lines, ``key: value`` each::
 
@@ -131,8 +131,13 @@ def _load_dir(directory: str, stamp: tuple[tuple[str, float], ...]) -> dict[str,
 
 
 def load_metrics(directory: Path | None = None) -> dict[str, Metric]:
-    """Every metric of ``directory`` (default ``prompts/``), by name; re-read when files change."""
-    folder = directory or PROMPTS_DIR
+    """Every metric of ``directory`` (default ``EVALUATION_METRICS_DIR``), by name; re-read when
+    a file changes."""
+    from django.conf import settings
+
+    folder = directory or Path(getattr(settings, "EVALUATION_METRICS_DIR", "") or PROMPTS_DIR)
+    if not folder.is_dir():
+        raise MetricInvalid(f"The metrics folder {folder} does not exist.")
     stamp = tuple((p.name, p.stat().st_mtime) for p in sorted(folder.glob("*.md")))
     return _load_dir(str(folder), stamp)
 
