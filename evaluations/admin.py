@@ -92,8 +92,10 @@ class EvaluationJobAdmin(_ReadOnly, admin.ModelAdmin):
     list_filter = ("status", "backend", ("created_at", admin.DateFieldListFilter))
     list_select_related = ("requested_by",)
     ordering = ("-created_at",)
-    fields = ("id", "status", "progress_display", "requested_by", "backend", "params", "error",
-              "report_display", "created_at", "started_at", "heartbeat_at", "finished_at")  # fmt: skip
+    fields = (
+        "id", "status", "progress_display", "requested_by", "backend", "params", "error",
+        "report_display", "created_at", "started_at", "heartbeat_at", "finished_at",
+    )  # fmt: skip
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EvaluationJob]:

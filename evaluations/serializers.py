@@ -35,7 +35,9 @@ class EvaluationRequestSerializer(serializers.Serializer):
 class EvaluationFilterSerializer(serializers.Serializer):
     run_id = serializers.UUIDField(required=False)
     metric = serializers.CharField(required=False, max_length=64)
-    source = serializers.ChoiceField(choices=AgentEvaluation.Source.choices, required=False)
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a field, not Field.source
+        choices=AgentEvaluation.Source.choices, required=False
+    )
 
 
 class EvaluationSerializer(serializers.ModelSerializer):

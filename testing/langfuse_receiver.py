@@ -15,8 +15,9 @@ gzip/deflate or plain) and records every span as a :class:`ReceivedSpan`: name, 
 span ids, and its attributes decoded to Python values. Every other path (scores, media,
 projects, health, ingestion) answers 200 with a small JSON body; all requests are recorded in
 ``requests``, and the scores the SDK posts (``POST /api/public/scores``, a JSON list) in
-``scores`` (one dict per score, API field names: ``id``, ``traceId``, ``name``, ``value``, ...). ``delay`` holds each answer that long (or until the receiver stops); ``status``
-answers the trace export with that HTTP status instead of 200.
+``scores`` (one dict per score, API field names: ``id``, ``traceId``, ``name``, ``value``).
+``delay`` holds each answer that long (or until the receiver stops); ``status`` answers the
+trace export with that HTTP status instead of 200.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from testing.llm_server import FakeLLMServer, Reply
 
 def verdict(score: object, reasoning: str = "It answers the question.", **kwargs: object) -> Reply:
     """A judge's answer: JSON with reasoning first, then the score."""
-    return Reply.text(json.dumps({"reasoning": reasoning, "score": score}), **kwargs)  # type: ignore[arg-type]
+    return Reply.text(json.dumps({"reasoning": reasoning, "score": score}), **kwargs)
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,8 @@ def test_the_last_day_successful_runs_lacking_a_judge_score_per_metric(judge_ser
         ("helpfulness", "judge"): 0.8,
         ("relevancy", "judge"): 0.8,
     }
-    assert scores(old) == {} and scores(failed) == {}
+    assert scores(old) == {}
+    assert scores(failed) == {}
     assert report["total_traces"] == 3
     assert report["judge_calls"] == len(judge_server.requests) == 5
 
@@ -70,7 +71,8 @@ def test_a_rerun_adds_nothing(judge_server) -> None:
     stored = {(e.id, e.score, e.created_at) for e in AgentEvaluation.objects.all()}
     assert len(stored) == 15
     second = services.evaluation_run()
-    assert second["judge_calls"] == 0 and second["total_traces"] == 0
+    assert second["judge_calls"] == 0
+    assert second["total_traces"] == 0
     assert len(judge_server.requests) == 15
     assert {(e.id, e.score, e.created_at) for e in AgentEvaluation.objects.all()} == stored
     assert all(len(scores(run)) == 5 for run in runs)
@@ -109,8 +111,8 @@ def test_concurrency_really_overlaps_judge_calls(judge_server) -> None:
 
 
 def test_report_numbers_and_file(judge_server, reports_dir) -> None:
-    good, mixed = AgentRunFactory(), AgentRunFactory()
-    # Calls go out oldest run first, metric by metric: good×2, then mixed×2.
+    _good, mixed = AgentRunFactory(), AgentRunFactory()
+    # Calls go out oldest run first, metric by metric: good twice, then mixed twice.
     judge_server.enqueue(
         verdict(0.9, prompt_tokens=100, completion_tokens=10),
         verdict(0.7, prompt_tokens=100, completion_tokens=10),
@@ -133,7 +135,8 @@ def test_report_numbers_and_file(judge_server, reports_dir) -> None:
     }  # fmt: skip
     assert (summary["relevancy"]["success_count"], summary["relevancy"]["avg_score"]) == (2, 0.6)
     assert summary["relevancy"]["below_threshold"] == 1  # 0.5 < the file's 0.6
-    assert report["judge_calls"] == 4 and report["failed_judge_calls"] == 1
+    assert report["judge_calls"] == 4
+    assert report["failed_judge_calls"] == 1
     assert report["tokens"] == {"prompt": 350, "completion": 35, "total": 385}
     assert report["cost"] == pytest.approx(0.35 * 0.001 + 0.035 * 0.002)  # the invalid one too
     assert report["failures"] == [
@@ -163,18 +166,23 @@ def test_eval_metadata_says_who_judged_with_which_prompt(judge_server) -> None:
     services.evaluation_run(metric_names=["hallucination"])
     meta = AgentEvaluation.objects.get(run=run).eval_metadata
     assert meta["reasoning"] == "Mostly grounded."
-    assert meta["judge_model"] == "judge-test" and meta["offline"] is False
-    assert meta["prompt_version"] == "1" and len(meta["prompt_sha256"]) == 64
+    assert meta["judge_model"] == "judge-test"
+    assert meta["offline"] is False
+    assert meta["prompt_version"] == "1"
+    assert len(meta["prompt_sha256"]) == 64
     assert (meta["prompt_tokens"], meta["completion_tokens"]) == (200, 30)
     assert meta["cost"] == pytest.approx(0.2 * 0.001 + 0.03 * 0.002)
-    assert meta["latency_ms"] >= 0 and meta["attempts"] == 1
+    assert meta["latency_ms"] >= 0
+    assert meta["attempts"] == 1
 
 
 def test_offline_judge_is_labelled_in_rows_and_report() -> None:
     run = AgentRunFactory()
     report = services.evaluation_run(write_report=False)
-    assert report["model"] == "offline" and report["judge"]["offline"] is True
-    assert report["judge_calls"] == 5 and report["failed_judge_calls"] == 0
+    assert report["model"] == "offline"
+    assert report["judge"]["offline"] is True
+    assert report["judge_calls"] == 5
+    assert report["failed_judge_calls"] == 0
     for evaluation in AgentEvaluation.objects.filter(run=run):
         assert evaluation.eval_metadata["offline"] is True
         assert evaluation.eval_metadata["reasoning"].startswith("offline judge:")

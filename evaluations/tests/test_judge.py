@@ -3,6 +3,7 @@ Retry-After, 5xx, spacing; and the offline judge."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -91,7 +92,8 @@ def test_a_good_verdict_with_reasoning_tokens_and_cost(judge_server) -> None:
     # The slots are filled from the run: the facts the tools returned, the plan, the calls.
     assert '"full_name": "Ada"' in prompt
     assert "1. Look the user up." in prompt
-    assert "lookup_user_by_email" in prompt and "Ada Lovelace" in prompt
+    assert "lookup_user_by_email" in prompt
+    assert "Ada Lovelace" in prompt
     assert "{" + "context}" not in prompt
 
 
@@ -115,8 +117,11 @@ def test_5xx_is_retried_with_backoff_then_given_up(judge_server, settings) -> No
     judge_server.enqueue(Reply.error(503), Reply.error(500), verdict(0.5))
     assert get_judge().judge(select_metrics(["relevancy"])[0], DATA).score == 0.5
     assert len(judge_server.requests) == 3
-    gaps = [b - a for a, b in zip(judge_server.received_at, judge_server.received_at[1:])]
-    assert gaps[0] >= 0.45 and gaps[1] >= 0.95  # 0.5 s, then 1 s
+    gaps = [
+        b - a for a, b in zip(judge_server.received_at, judge_server.received_at[1:], strict=False)
+    ]
+    assert gaps[0] >= 0.45
+    assert gaps[1] >= 0.95
 
     judge_server.reset()
     judge_server.default_reply = Reply.error(502)
@@ -136,12 +141,15 @@ def test_sleep_time_spaces_the_calls_of_every_thread(judge_server, settings) -> 
     settings.EVALUATION_SLEEP_TIME = 0.3
     judge = get_judge()
     metric = select_metrics(["relevancy"])[0]
+    judge.judge(metric, DATA)  # warm up: the client's first request costs extra time
+    judge_server.reset()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: judge.judge(metric, DATA), range(4)))
     times = sorted(judge_server.received_at)
-    # Spaced at the client; the server sees them within connection-setup jitter of that.
-    assert times[-1] - times[0] >= 0.85, times
-    assert all(b - a >= 0.15 for a, b in zip(times, times[1:])), times
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 4
+    assert min(gaps) >= 0.2, gaps  # 0.3 s apart at the client, give or take the network
+    assert times[-1] - times[0] >= 0.8, gaps
 
 
 def test_calls_from_threads_overlap_on_the_server(judge_server) -> None:
@@ -163,10 +171,12 @@ def test_offline_judge_is_deterministic_and_labelled(settings) -> None:
     settings.EVALUATION_BASE_URL = ""
     settings.EVALUATION_API_KEY = ""
     judge = get_judge()
-    assert isinstance(judge, OfflineJudge) and judge.offline
+    assert isinstance(judge, OfflineJudge)
+    assert judge.offline
     metrics = {m.name: m for m in select_metrics(None)}
     good = judge.judge(metrics["hallucination"], DATA)
-    assert good.score == 1.0 and good.reasoning.startswith("offline judge:")
+    assert good.score == 1.0
+    assert good.reasoning.startswith("offline judge:")
     invented = JudgeInput(
         input=DATA.input, output="Ada, born 1815, ada@example.org", context=DATA.context
     )

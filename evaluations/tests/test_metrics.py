@@ -18,7 +18,8 @@ def test_the_five_shipped_metrics_load_with_front_matter() -> None:
     for metric in metrics.values():
         assert metric.version == "1"
         assert metric.description
-        assert metric.threshold is not None and 0 < metric.threshold <= 1
+        assert metric.threshold is not None
+        assert 0 < metric.threshold <= 1
         assert len(metric.sha256) == 64
         assert "---" not in metric.prompt.splitlines()[0]
         assert "1.0" in metric.prompt  # each says what the best score means
@@ -35,7 +36,8 @@ def test_a_new_file_is_a_new_metric(tmp_path: Path, settings) -> None:
     )
     settings.EVALUATION_METRICS_DIR = str(tmp_path)
     metric = select_metrics(["tool_use"])[0]
-    assert metric.version == "1" and metric.threshold is None
+    assert metric.version == "1"
+    assert metric.threshold is None
     rendered = metric.render({"input": "hi", "tool_calls": "1. lookup()"})
     assert "right tools for hi?" in rendered
     assert "Calls: 1. lookup()" in rendered
