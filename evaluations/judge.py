@@ -205,6 +205,25 @@ def _price(model: str, prompt: int | None, completion: int | None) -> float | No
     )
 
 
+def _completion_parts(response: Any) -> tuple[str, str, int | None, int | None]:
+    """(text, model, prompt tokens, completion tokens) of a chat completion response."""
+    try:
+        payload = response.json()
+        choice = payload["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise JudgeAnswerInvalid(
+            f"The judge's response is not a chat completion: {response.text[:200]!r}"
+        ) from None
+    usage = payload.get("usage") or {}
+    return (
+        str(text),
+        str(payload.get("model") or ""),
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+    )
+
+
 class OpenAIJudge:
     """An OpenAI-compatible chat model as the judge (the openai SDK, its own retries off)."""
 
@@ -257,20 +276,26 @@ class OpenAIJudge:
         return float(min(delay * (1 + 0.1 * random.random()), self.retry_max_wait))  # noqa: S311
 
     def judge(self, metric: Metric, data: JudgeInput) -> Judgement:
-        messages: list[Any] = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": metric.render(data.values())},
-        ]
+        import httpx2
+
+        body = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": metric.render(data.values())},
+            ],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         attempt = 0
         started = time.perf_counter()
         while True:
             self.pacer.wait()
             try:
-                completion = self._client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=self.temperature,
-                    max_tokens=self.max_tokens,
+                # The SDK's own request path (auth, errors, timeouts) without its request and
+                # response models: at 30 calls in flight, their CPU cost is what limits throughput.
+                response = self._client.post(
+                    "/chat/completions", body=body, cast_to=httpx2.Response
                 )
                 break
             except Exception as exc:
@@ -283,12 +308,9 @@ class OpenAIJudge:
                 time.sleep(self._backoff(attempt, retry_after))
                 attempt += 1
         latency_ms = int((time.perf_counter() - started) * 1000)
-        text = completion.choices[0].message.content if completion.choices else ""
-        usage = completion.usage
-        prompt_tokens = usage.prompt_tokens if usage else None
-        completion_tokens = usage.completion_tokens if usage else None
+        text, model, prompt_tokens, completion_tokens = _completion_parts(response)
         try:
-            score, reasoning = parse_answer(text or "")
+            score, reasoning = parse_answer(text)
         except JudgeAnswerInvalid as exc:
             # Paid for all the same: the report counts these tokens.
             exc.extra = {
@@ -302,7 +324,7 @@ class OpenAIJudge:
         return Judgement(
             score=score,
             reasoning=reasoning,
-            model=completion.model or self.model,
+            model=model or self.model,
             offline=False,
             latency_ms=latency_ms,
             prompt_tokens=prompt_tokens,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ DEFAULT_SINCE = timedelta(hours=24)
 SCORE_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4e59-9a57-0d2b8f7c1e10")
 MAX_FAILURES_IN_REPORT = 100
 HEARTBEAT_SECONDS = 5.0
+STORE_SECONDS = 0.5
+STORE_BATCH = 200
 Progress = Callable[[int, int], None]
 
 
@@ -201,6 +204,21 @@ def _judge_one(judge: Judge, metric: Metric, data: JudgeInput) -> Judgement:
     return judge.judge(metric, data)
 
 
+def _drain(
+    arrived: queue.SimpleQueue[Future[Judgement]], timeout: float
+) -> list[Future[Judgement]]:
+    """The futures finished so far: waits up to ``timeout`` for the first one."""
+    try:
+        finished = [arrived.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            finished.append(arrived.get_nowait())
+        except queue.Empty:
+            return finished
+
+
 def _metadata(judgement: Judgement, metric: Metric, job_id: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "reasoning": judgement.reasoning,
@@ -297,16 +315,19 @@ def evaluation_run(
         max_workers=min(workers, max(len(tasks), 1)), thread_name_prefix="judge"
     )
     pending: dict[Future[Judgement], tuple[AgentRun, Metric]] = {}
+    batch: list[AgentEvaluation] = []
     try:
+        # Finished calls arrive on a queue: waiting on thousands of futures at once would cost
+        # more than the calls.
+        arrived: queue.SimpleQueue[Future[Judgement]] = queue.SimpleQueue()
         for run, metric in tasks:
             data = selectors.run_judge_input(run)
-            pending[pool.submit(_judge_one, judge, metric, data)] = (run, metric)
-        last_beat = time.monotonic()
+            future = pool.submit(_judge_one, judge, metric, data)
+            pending[future] = (run, metric)
+            future.add_done_callback(arrived.put)
+        last_beat = last_store = time.monotonic()
         while pending:
-            finished, _ = wait(
-                list(pending), timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED
-            )
-            batch: list[AgentEvaluation] = []
+            finished = _drain(arrived, timeout=STORE_SECONDS)
             for future in finished:
                 run, metric = pending.pop(future)
                 state = runs[run.id]
@@ -363,7 +384,15 @@ def evaluation_run(
                         created_at=timezone.now(),
                     )
                 )
-            evaluation_store(batch)
+            # Stored in batches (a write per answer would compete with the judge calls).
+            if batch and (
+                len(batch) >= STORE_BATCH
+                or not pending
+                or time.monotonic() - last_store >= STORE_SECONDS
+            ):
+                evaluation_store(batch)
+                batch = []
+                last_store = time.monotonic()
             done += len(finished)
             if progress and finished:
                 progress(done, len(tasks))
@@ -371,8 +400,10 @@ def evaluation_run(
                 heartbeat()
                 last_beat = time.monotonic()
     finally:
-        # Interrupted (Ctrl-C, a failing write): drop the calls not started; the stored stay.
+        # Interrupted (Ctrl-C): drop the calls not started, store what was judged.
         pool.shutdown(wait=False, cancel_futures=True)
+        if batch:
+            evaluation_store(batch)
         _flush_langfuse()
 
     report = _report(
