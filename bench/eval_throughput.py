@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def start_judge(delay: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603
         [sys.executable, str(ROOT / "bench" / "judge_server.py"), "--delay", str(delay)],
         stdout=subprocess.PIPE,
         text=True,
@@ -99,7 +99,7 @@ def main() -> None:
                     "duration_ms": 3,
                 }
             ],
-        )  # fmt: skip
+        )
         for n in range(args.runs)
     )
     calls = args.runs * 5
