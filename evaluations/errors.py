@@ -1,6 +1,7 @@
 """Domain errors of evaluations; the API's exception handler turns them into JSON responses.
 
-The base class is imported here only, so that moving it is a one-line change.
+The base class is imported here only (and re-exported for catching the agent's errors), so
+that moving it is a one-line change.
 """
 
 from http import HTTPStatus
@@ -57,3 +58,17 @@ class JudgeAnswerInvalid(JudgeError):
 class JudgeUnavailable(JudgeError):
     code = "judge_unavailable"
     default_detail = "The judge failed to answer after its retries."
+
+
+__all__ = [
+    "ApplicationError",
+    "DatasetInvalid",
+    "EvaluationError",
+    "JobNotFound",
+    "JudgeAnswerInvalid",
+    "JudgeError",
+    "JudgeUnavailable",
+    "MetricInvalid",
+    "RunNotFound",
+    "UnknownMetric",
+]

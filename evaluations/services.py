@@ -29,6 +29,7 @@ from accounts.models import User
 from agents.models import AgentRun
 from evaluations import prometheus, selectors
 from evaluations.errors import (
+    ApplicationError,
     DatasetInvalid,
     EvaluationError,
     JobNotFound,
@@ -320,8 +321,9 @@ def evaluation_run(
         # Finished calls arrive on a queue: waiting on thousands of futures at once would cost
         # more than the calls.
         arrived: queue.SimpleQueue[Future[Judgement]] = queue.SimpleQueue()
+        inputs: dict[uuid.UUID, JudgeInput] = {}
         for run, metric in tasks:
-            data = selectors.run_judge_input(run)
+            data = inputs.get(run.id) or inputs.setdefault(run.id, selectors.run_judge_input(run))
             future = pool.submit(_judge_one, judge, metric, data)
             pending[future] = (run, metric)
             future.add_done_callback(arrived.put)
@@ -469,7 +471,13 @@ def _report(
 def report_write(report: dict[str, Any]) -> str:
     """Write ``reports/evaluation_YYYYMMDD_HHMMSS.json`` (``EVALUATION_REPORTS_DIR``); its path."""
     folder = Path(settings.EVALUATION_REPORTS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvaluationError(
+            f"Could not create the reports folder {folder} ({exc}); the scores are stored.",
+            code="report_not_written",
+        ) from exc
     stem = f"evaluation_{datetime.now(UTC):%Y%m%d_%H%M%S}"
     path = folder / f"{stem}.json"
     number = 1
@@ -482,8 +490,15 @@ def report_write(report: dict[str, Any]) -> str:
         shown = str(path)
     report["report_path"] = shown
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise EvaluationError(
+            f"Could not write the report to {folder} ({exc}); the scores are stored. "
+            "Set EVALUATION_REPORTS_DIR or use --no-report.",
+            code="report_not_written",
+        ) from exc
     return shown
 
 
@@ -551,8 +566,6 @@ def dataset_evaluate(
     """The release gate: run the agent on each case, judge the answers, compare with
     ``fail_under``. The report's ``dataset.passed`` is false when an average is below its
     threshold (or missing) or when the agent failed on a case."""
-    from config.exceptions import ApplicationError
-
     cases = dataset_load(path)
     fail_under = fail_under or {}
     metrics = select_metrics(metric_names)
@@ -745,6 +758,7 @@ def job_execute(*, job_id: uuid.UUID) -> EvaluationJob | None:
             progress=progress,
             heartbeat=heartbeat,
             job_id=str(job_id),
+            write_report=False,  # the report is the job's (web servers may not write files)
         )
     except Exception as exc:
         detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"

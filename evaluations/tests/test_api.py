@@ -133,6 +133,12 @@ def test_scores_list_is_scoped_filtered_and_paginated(user, client_for) -> None:
     # Another user's run filters to nothing, it doesn't leak.
     other = client.get(EVALUATIONS, {"run_id": str(theirs.run_id)}).json()
     assert other["results"] == []
+    users = client.get(EVALUATIONS, {"source": "user"}).json()["results"]
+    assert users == []
+    AgentEvaluationFactory(run=run, metric_name=USER_FEEDBACK, source="user", score=1.0)
+    users = client.get(EVALUATIONS, {"source": "user"}).json()["results"]
+    assert [(r["metric_name"], r["source"]) for r in users] == [(USER_FEEDBACK, "user")]
+    assert client.get(EVALUATIONS, {"source": "robot"}).status_code == HTTPStatus.BAD_REQUEST
     bad = client.get(EVALUATIONS, {"run_id": "x"})
     assert bad.status_code == HTTPStatus.BAD_REQUEST
     assert "run_id" in bad.json()["errors"]
@@ -195,6 +201,17 @@ def test_a_job_whose_process_died_is_failed_when_noticed(user, client_for, setti
     assert client_for(user).get(f"{EVALUATIONS}/jobs/{alive.id}").json()["status"] == "running"
     # A redelivered task of the dead job doesn't run it again once it is failed.
     assert services.job_execute(job_id=running.id) is None
+    # The beat sweep: an embedded job queued by a process that died before running it.
+    from evaluations.tasks import fail_stale_jobs
+
+    orphan = EvaluationJobFactory(requested_by=user)
+    EvaluationJob.objects.filter(pk=orphan.pk).update(created_at=stale)
+    waiting = EvaluationJobFactory(requested_by=user, backend="celery")
+    EvaluationJob.objects.filter(pk=waiting.pk).update(created_at=stale)
+    assert fail_stale_jobs() == 1
+    orphan.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (orphan.status, waiting.status) == ("failed", "queued")  # a worker may still come
 
 
 @pytest.mark.django_db

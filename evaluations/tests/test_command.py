@@ -70,6 +70,16 @@ def test_options_metric_run_id_since_limit_concurrency(judge_server, reports_dir
     assert not list(reports_dir.glob("*.json"))
 
 
+def test_an_unwritable_reports_folder_is_a_clear_error(settings, tmp_path) -> None:
+    AgentRunFactory()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings.EVALUATION_REPORTS_DIR = str(blocker / "reports")
+    with pytest.raises(CommandError, match="Could not create the reports folder"):
+        evaluate("--metric", "toxicity")
+    assert AgentEvaluation.objects.count() == 1  # the scores are kept all the same
+
+
 def test_dry_run_lists_and_changes_nothing(judge_server, reports_dir) -> None:
     run = AgentRunFactory()
     output = evaluate("--dry-run", "--metric", "toxicity")
