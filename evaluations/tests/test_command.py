@@ -201,3 +201,12 @@ def test_a_bad_dataset_is_named(tmp_path, content, message) -> None:
         evaluate("--dataset", str(dataset))
     assert message in str(error.value)
     assert not AgentRun.objects.exists()
+
+
+def test_progress_bar_on_request(judge_server) -> None:
+    AgentRunFactory.create_batch(2)
+    err = StringIO()
+    call_command("evaluate", "--no-report", "--metric", "toxicity", "--progress",
+                 stdout=StringIO(), stderr=err)  # fmt: skip
+    assert "judging" in err.getvalue()
+    assert "2/2" in err.getvalue()

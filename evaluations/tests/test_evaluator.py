@@ -256,3 +256,28 @@ def test_langfuse_receives_each_score_once_on_the_runs_trace(
     assert feedback[0]["comment"] == "great"
     time.sleep(0.3)
     assert len(receiver.scores) == 3
+
+
+def test_prometheus_counts_scores_and_judge_calls(judge_server) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "count": value("agent_evaluation_score_count", metric="relevancy"),
+        "sum": value("agent_evaluation_score_sum", metric="relevancy"),
+        "ok": value("agent_evaluation_judge_calls_total", outcome="ok"),
+        "invalid": value("agent_evaluation_judge_calls_total", outcome="invalid"),
+        "retry": value("agent_evaluation_judge_calls_total", outcome="retry"),
+    }
+    AgentRunFactory.create_batch(3)
+    judge_server.enqueue(
+        verdict(0.5), Reply.error(429, headers={"Retry-After": "0"}), verdict(1.0), Reply.text("?")
+    )
+    services.evaluation_run(metric_names=["relevancy"], concurrency=1)
+    assert value("agent_evaluation_score_count", metric="relevancy") - before["count"] == 2
+    assert value("agent_evaluation_score_sum", metric="relevancy") - before["sum"] == 1.5
+    assert value("agent_evaluation_judge_calls_total", outcome="ok") - before["ok"] == 2
+    assert value("agent_evaluation_judge_calls_total", outcome="invalid") - before["invalid"] == 1
+    assert value("agent_evaluation_judge_calls_total", outcome="retry") - before["retry"] == 1
