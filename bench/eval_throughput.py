@@ -2,7 +2,7 @@
 
 Stores ``--runs`` successful runs (1,000 by default) in a throw-away database, starts
 ``bench/judge_server.py`` in its own process (every answer after ``--judge-delay`` s, 0.1 by
-default), and times ``evaluations.services.evaluation_run`` on all five metrics at
+default), and times ``evaluations.evaluator.evaluation_run`` on all five metrics at
 ``--concurrency`` (32). The ideal is calls x delay / concurrency (1,000 x 5 x 0.1 / 32 = 15.6 s);
 the target is within 1.3x of it. Then a rerun, which must make no call at all.
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     from accounts.models import User
     from agents.models import AgentRun, AgentThread
-    from evaluations import services
+    from evaluations import evaluator
     from evaluations.models import AgentEvaluation
 
     call_command("migrate", verbosity=0)
@@ -107,14 +107,14 @@ def main() -> None:
     try:
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        report = services.evaluation_run(concurrency=args.concurrency)
+        report = evaluator.evaluation_run(concurrency=args.concurrency)
         elapsed = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (
             cpu_before.ru_utime + cpu_before.ru_stime
         )
         rerun_started = time.perf_counter()
-        rerun = services.evaluation_run(concurrency=args.concurrency, write_report=False)
+        rerun = evaluator.evaluation_run(concurrency=args.concurrency, write_report=False)
         rerun_elapsed = time.perf_counter() - rerun_started
     finally:
         judge.terminate()

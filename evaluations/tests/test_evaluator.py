@@ -13,7 +13,7 @@ from agents import tracing
 from agents.models import AgentRun
 from agents.tests.factories import AgentRunFactory
 from agents.tests.test_tracing import enable
-from evaluations import selectors, services
+from evaluations import evaluator, selectors, services
 from evaluations.models import USER_FEEDBACK, AgentEvaluation
 from evaluations.tests.conftest import verdict
 from evaluations.tests.factories import AgentEvaluationFactory
@@ -43,7 +43,7 @@ def test_the_last_day_successful_runs_lacking_a_judge_score_per_metric(judge_ser
     old = age(AgentRunFactory(), timedelta(hours=25))
     failed = AgentRunFactory(failed=True)
 
-    report = services.evaluation_run(metric_names=["helpfulness", "relevancy"])
+    report = evaluator.evaluation_run(metric_names=["helpfulness", "relevancy"])
 
     assert scores(fresh) == {("helpfulness", "judge"): 0.8, ("relevancy", "judge"): 0.8}
     assert scores(partly)[("helpfulness", "judge")] == 0.3  # kept, not judged again
@@ -60,17 +60,17 @@ def test_the_last_day_successful_runs_lacking_a_judge_score_per_metric(judge_ser
     assert report["judge_calls"] == len(judge_server.requests) == 5
 
     # --since widens the window.
-    services.evaluation_run(metric_names=["helpfulness"], since=timedelta(days=2))
+    evaluator.evaluation_run(metric_names=["helpfulness"], since=timedelta(days=2))
     assert scores(old) == {("helpfulness", "judge"): 0.8}
 
 
 def test_a_rerun_adds_nothing(judge_server) -> None:
     runs = AgentRunFactory.create_batch(3)
-    first = services.evaluation_run()
+    first = evaluator.evaluation_run()
     assert first["judge_calls"] == 15
     stored = {(e.id, e.score, e.created_at) for e in AgentEvaluation.objects.all()}
     assert len(stored) == 15
-    second = services.evaluation_run()
+    second = evaluator.evaluation_run()
     assert second["judge_calls"] == 0
     assert second["total_traces"] == 0
     assert len(judge_server.requests) == 15
@@ -89,12 +89,12 @@ def test_an_interrupted_run_keeps_what_it_scored_and_the_rerun_finishes(judge_se
 
     judge_server.default_reply = verdict(0.7, delay=0.05)
     with pytest.raises(KeyboardInterrupt):
-        services.evaluation_run(
+        evaluator.evaluation_run(
             metric_names=["helpfulness"], concurrency=1, progress=stop_after_two
         )
     kept = AgentEvaluation.objects.count()
     assert 2 <= kept < 4
-    report = services.evaluation_run(metric_names=["helpfulness"])
+    report = evaluator.evaluation_run(metric_names=["helpfulness"])
     assert report["judge_calls"] == 4 - kept
     assert AgentEvaluation.objects.filter(run__in=runs).count() == 4
 
@@ -103,7 +103,7 @@ def test_concurrency_really_overlaps_judge_calls(judge_server) -> None:
     AgentRunFactory.create_batch(8)
     judge_server.default_reply = verdict(0.9, delay=0.4)
     started = time.monotonic()
-    report = services.evaluation_run(metric_names=["relevancy"], concurrency=4)
+    report = evaluator.evaluation_run(metric_names=["relevancy"], concurrency=4)
     elapsed = time.monotonic() - started
     assert report["judge_calls"] == 8
     assert judge_server.max_in_flight == 4  # never more than asked, and really 4 at once
@@ -119,7 +119,7 @@ def test_report_numbers_and_file(judge_server, reports_dir) -> None:
         Reply.text("I like it", prompt_tokens=50, completion_tokens=5),
         Reply.text("Score: 0.5", prompt_tokens=100, completion_tokens=10),
     )
-    report = services.evaluation_run(metric_names=["helpfulness", "relevancy"], concurrency=1)
+    report = evaluator.evaluation_run(metric_names=["helpfulness", "relevancy"], concurrency=1)
 
     assert report["model"] == "judge-test"
     assert report["judge"] == {"model": "judge-test", "offline": False}
@@ -155,7 +155,7 @@ def test_report_numbers_and_file(judge_server, reports_dir) -> None:
 
     # The failed one is judged again on the next run; the stored ones are not.
     judge_server.enqueue(verdict(0.4))
-    again = services.evaluation_run(metric_names=["helpfulness", "relevancy"])
+    again = evaluator.evaluation_run(metric_names=["helpfulness", "relevancy"])
     assert again["judge_calls"] == 1
     assert scores(mixed)[("helpfulness", "judge")] == 0.4
 
@@ -163,7 +163,7 @@ def test_report_numbers_and_file(judge_server, reports_dir) -> None:
 def test_eval_metadata_says_who_judged_with_which_prompt(judge_server) -> None:
     run = AgentRunFactory()
     judge_server.enqueue(verdict(0.75, "Mostly grounded.", prompt_tokens=200, completion_tokens=30))
-    services.evaluation_run(metric_names=["hallucination"])
+    evaluator.evaluation_run(metric_names=["hallucination"])
     meta = AgentEvaluation.objects.get(run=run).eval_metadata
     assert meta["reasoning"] == "Mostly grounded."
     assert meta["judge_model"] == "judge-test"
@@ -178,7 +178,7 @@ def test_eval_metadata_says_who_judged_with_which_prompt(judge_server) -> None:
 
 def test_offline_judge_is_labelled_in_rows_and_report() -> None:
     run = AgentRunFactory()
-    report = services.evaluation_run(write_report=False)
+    report = evaluator.evaluation_run(write_report=False)
     assert report["model"] == "offline"
     assert report["judge"]["offline"] is True
     assert report["judge_calls"] == 5
@@ -191,7 +191,7 @@ def test_offline_judge_is_labelled_in_rows_and_report() -> None:
 def test_dry_run_stores_and_sends_nothing(judge_server, reports_dir) -> None:
     runs = AgentRunFactory.create_batch(2)
     AgentEvaluationFactory(run=runs[0], metric_name="toxicity")
-    report = services.evaluation_run(dry_run=True)
+    report = evaluator.evaluation_run(dry_run=True)
     assert report["dry_run"] is True
     assert report["judge_calls_planned"] == 9
     assert {item["run_id"] for item in report["would_judge"]} == {str(r.id) for r in runs}
@@ -205,19 +205,19 @@ def test_the_sample_is_decided_by_run_id(judge_server, settings) -> None:
     settings.EVALUATION_SAMPLE_RATE = 0.5
     expected = {r.id for r in runs if selectors.in_sample(r.id, 0.5)}
     assert 5 < len(expected) < 35
-    services.evaluation_run(metric_names=["toxicity"])
+    evaluator.evaluation_run(metric_names=["toxicity"])
     assert set(AgentEvaluation.objects.values_list("run_id", flat=True)) == expected
-    assert services.evaluation_run(metric_names=["toxicity"])["judge_calls"] == 0
+    assert evaluator.evaluation_run(metric_names=["toxicity"])["judge_calls"] == 0
 
 
 def test_all_calls_failing_is_flagged(judge_server) -> None:
     AgentRunFactory.create_batch(2)
     judge_server.default_reply = Reply.error(500)
-    judge_server_settings = services.evaluation_run(metric_names=["relevancy"])
-    assert services.evaluation_all_failed(judge_server_settings)
+    judge_server_settings = evaluator.evaluation_run(metric_names=["relevancy"])
+    assert evaluator.evaluation_all_failed(judge_server_settings)
     assert judge_server_settings["failures"][0]["code"] == "judge_unavailable"
-    assert not services.evaluation_all_failed(
-        services.evaluation_run(metric_names=["relevancy"], run_ids=[])
+    assert not evaluator.evaluation_all_failed(
+        evaluator.evaluation_run(metric_names=["relevancy"], run_ids=[])
     )
 
 
@@ -232,7 +232,7 @@ def test_langfuse_receives_each_score_once_on_the_runs_trace(
     traced.save()
     untraced = AgentRunFactory()
 
-    services.evaluation_run(metric_names=["helpfulness", "relevancy"])
+    evaluator.evaluation_run(metric_names=["helpfulness", "relevancy"])
     received = receiver.wait_for_scores(count=2)
     assert {(s["name"], s["traceId"], s["value"]) for s in received} == {
         ("helpfulness", traced.trace_id, 0.8),
@@ -246,7 +246,7 @@ def test_langfuse_receives_each_score_once_on_the_runs_trace(
     assert AgentEvaluation.objects.filter(run=untraced).count() == 2  # stored, not sent
 
     # A rerun sends nothing more; the user's rating goes once too, under its own id.
-    services.evaluation_run(metric_names=["helpfulness", "relevancy"])
+    evaluator.evaluation_run(metric_names=["helpfulness", "relevancy"])
     services.feedback_set(user=traced.user, run_id=traced.id, score=1.0, comment="great")
     tracing.flush_langfuse()
     feedback = receiver.wait_for_scores(lambda s: s["name"] == USER_FEEDBACK)
@@ -275,7 +275,7 @@ def test_prometheus_counts_scores_and_judge_calls(judge_server) -> None:
     judge_server.enqueue(
         verdict(0.5), Reply.error(429, headers={"Retry-After": "0"}), verdict(1.0), Reply.text("?")
     )
-    services.evaluation_run(metric_names=["relevancy"], concurrency=1)
+    evaluator.evaluation_run(metric_names=["relevancy"], concurrency=1)
     assert value("agent_evaluation_score_count", metric="relevancy") - before["count"] == 2
     assert value("agent_evaluation_score_sum", metric="relevancy") - before["sum"] == 1.5
     assert value("agent_evaluation_judge_calls_total", outcome="ok") - before["ok"] == 2

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from evaluations import services
+from evaluations import evaluator, services
 from evaluations.errors import EvaluationError
 from evaluations.judge import get_judge
 
@@ -127,10 +127,10 @@ class Command(BaseCommand):
                     progress=bar,
                 )
             else:
-                since: timedelta | None = services.parse_since(options["since"])
+                since: timedelta | None = evaluator.parse_since(options["since"])
                 if run_ids and options["since"] is None:
                     since = None  # named runs: any age
-                report = services.evaluation_run(
+                report = evaluator.evaluation_run(
                     metric_names=options["metrics"] or None,
                     since=since,
                     run_ids=run_ids or None,
@@ -147,7 +147,7 @@ class Command(BaseCommand):
         finally:
             bar.close()
         self._summary(report)
-        if services.evaluation_all_failed(report):
+        if evaluator.evaluation_all_failed(report):
             raise CommandError(
                 f"All {report['judge_calls']} judge calls failed; first error: "
                 f"{report['failures'][0]['error'] if report['failures'] else 'unknown'}"
