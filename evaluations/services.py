@@ -3,7 +3,7 @@
 
 The outside pieces this app depends on are reached in one place each: the agent through
 :func:`_agent_run`, Langfuse through ``agents.tracing.get_langfuse()`` in :func:`_send_scores`,
-the judge through ``evaluations.judge.get_judge()``, the Celery task in :func:`job_enqueue`.
+the Celery task in :func:`job_enqueue` (the judge: ``evaluations.judge.get_judge()``).
 """
 
 from __future__ import annotations
