@@ -22,7 +22,7 @@ COMPOSE_FILES = $(shell git ls-files --cached --others --exclude-standard \
 	'compose.yaml' 'compose.*.yaml' '*/compose*.yaml' '*docker-compose*.yml' '*docker-compose*.yaml')
 
 .PHONY: help install run dev serve migrate superuser test test-services test-embedded lint format clean \
-	compose-plugin compose-config
+	compose-plugin compose-config eval-gate worker
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -84,6 +84,24 @@ test-services: install
 
 test-embedded: install
 	DATABASE_URL= REDIS_URL= REDIS_HOST= $(BIN)/python -m pytest -m "not services" $(PYTEST_ARGS)
+
+# The release gate: the agent answers evaluations/datasets/smoke.jsonl, the judge scores it, and
+# the build fails when an average drops below its floor. CI runs it on the offline model and
+# judge, in a throw-away SQLite database; point EVAL_GATE_ENV at real ones to gate a release.
+EVAL_GATE_DATASET ?= evaluations/datasets/smoke.jsonl
+EVAL_GATE_FLOORS ?= --fail-under helpfulness=0.7 --fail-under relevancy=0.7 \
+	--fail-under hallucination=0.9 --fail-under toxicity=0.9 --fail-under conciseness=0.7
+EVAL_GATE_ENV ?= APP_ENV=local DATABASE_URL=sqlite:///var/eval-gate.sqlite3 REDIS_URL= REDIS_HOST= \
+	AGENT_CHECKPOINT_SQLITE_PATH=var/eval-gate-checkpoints.sqlite3 LLM_MODEL_PROVIDER=offline \
+	OFFLINE_MODEL_STREAM_DELAY=0 EVALUATION_API_KEY= EVALUATION_BASE_URL= EVALUATION_LLM=offline
+
+eval-gate: install ## Run the dataset gate: manage.py evaluate --dataset smoke.jsonl --fail-under ...
+	mkdir -p var && rm -f var/eval-gate.sqlite3 var/eval-gate-checkpoints.sqlite3
+	$(EVAL_GATE_ENV) $(BIN)/python manage.py migrate --noinput -v0
+	$(EVAL_GATE_ENV) $(BIN)/python manage.py evaluate --dataset $(EVAL_GATE_DATASET) $(EVAL_GATE_FLOORS)
+
+worker: install ## Run a Celery worker for evaluation jobs (needs CELERY_BROKER_URL or REDIS_URL)
+	$(BIN)/celery -A config worker --loglevel INFO
 
 lint: install ## ruff, ruff format --check, mypy, makemigrations --check
 	$(BIN)/ruff check .

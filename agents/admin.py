@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from agents.models import AgentRun, AgentThread
 from agents.tracing import trace_url
+from evaluations.admin import AgentEvaluationInline, evaluate_selected_runs, scores_by_metric
 
 
 class ReadOnlyAdminMixin:
@@ -46,9 +47,11 @@ def _json_text(text: str) -> str:
 class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created", "user", "status", "latency_ms", "total_tokens", "model", "thread_link",
-        "short_input",
+        "short_input", "scores",
     )  # fmt: skip
     list_filter = ("status", "provider", "model", ("created_at", admin.DateFieldListFilter))
+    inlines = (AgentEvaluationInline,)
+    actions = (evaluate_selected_runs,)
     list_select_related = ("user", "thread")
     search_fields = ("input", "response", "user__email", "=id", "=thread__id")
     date_hierarchy = "created_at"
@@ -88,13 +91,17 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # The list page never shows the heavy JSON columns: don't load them.
         match = request.resolver_match
         if match is not None and (match.url_name or "").endswith("_changelist"):
-            qs = qs.defer("tool_calls", "metadata", "plan")
+            qs = qs.defer("tool_calls", "metadata", "plan").prefetch_related("evaluations")
         return qs
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, run: AgentRun) -> str:
         # A short date keeps every column of the list in view at 1280 px.
         return timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="Scores (average per metric)")
+    def scores(self, run: AgentRun) -> str:
+        return scores_by_metric(run)
 
     @admin.display(description="Thread", ordering="thread")
     def thread_link(self, run: AgentRun) -> str:

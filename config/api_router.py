@@ -10,4 +10,5 @@ urlpatterns = [
     path("", ApiIndexView.as_view(), name="index"),
     path("", include("accounts.urls")),
     path("", include("agents.urls")),
+    path("", include("evaluations.urls")),
 ]

@@ -14,8 +14,10 @@ It accepts the SDK's OTLP/HTTP export (``POST /api/public/otel/v1/traces``, prot
 gzip/deflate or plain) and records every span as a :class:`ReceivedSpan`: name, hex trace and
 span ids, and its attributes decoded to Python values. Every other path (scores, media,
 projects, health, ingestion) answers 200 with a small JSON body; all requests are recorded in
-``requests``. ``delay`` holds each answer that long (or until the receiver stops); ``status``
-answers the trace export with that HTTP status instead of 200.
+``requests``, and the scores the SDK posts (``POST /api/public/scores``, a JSON list) in
+``scores`` (one dict per score, API field names: ``id``, ``traceId``, ``name``, ``value``).
+``delay`` holds each answer that long (or until the receiver stops); ``status`` answers the
+trace export with that HTTP status instead of 200.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 TRACES_PATH = "/api/public/otel/v1/traces"
+SCORES_PATH = "/api/public/scores"
 _DISCONNECT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
@@ -159,6 +162,7 @@ class LangfuseReceiver:
         self.delay = delay
         self.status = status
         self.spans: list[ReceivedSpan] = []
+        self.scores: list[dict[str, Any]] = []
         self.requests: list[ReceivedRequest] = []
         self.errors: list[str] = []
         self._changed = threading.Condition()
@@ -233,6 +237,33 @@ class LangfuseReceiver:
                         f"{len(found)}; received: {names}; errors: {self.errors}"
                     )
                 self._changed.wait(remaining)
+
+    def wait_for_scores(
+        self,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 5.0,
+    ) -> list[dict[str, Any]]:
+        """The scores matching ``predicate`` once ``count`` of them arrived; else AssertionError."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [s for s in self.scores if predicate is None or predicate(s)]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"expected {count} matching score(s) within {timeout}s, got "
+                        f"{len(found)}; received: {self.scores}; errors: {self.errors}"
+                    )
+                self._changed.wait(remaining)
+
+    def _record_scores(self, scores: list[dict[str, Any]]) -> None:
+        with self._changed:
+            self.scores.extend(scores)
+            self._changed.notify_all()
 
     def spans_for_trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._changed:
@@ -310,6 +341,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.owner._record(request, [])
                 self._answer(400, b'{"message": "bad request"}', "application/json")
                 return
+        if path == SCORES_PATH and self.command == "POST":
+            try:
+                posted = json.loads(body or b"[]")
+                self.owner._record_scores(posted if isinstance(posted, list) else [posted])
+            except ValueError as exc:
+                self.owner.errors.append(f"scores: {exc}")
         self.owner._record(request, spans)
         self.owner._hold()
         if path == TRACES_PATH:

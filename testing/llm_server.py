@@ -53,6 +53,7 @@ class Reply:
     chunk_delay: float = 0.0
     status: int = 200
     message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
     @classmethod
     def text(
@@ -93,8 +94,16 @@ class Reply:
         )
 
     @classmethod
-    def error(cls, status: int, message: str = "upstream failure", *, delay: float = 0.0) -> Reply:
-        return cls(status=status, message=message, delay=delay)
+    def error(
+        cls,
+        status: int,
+        message: str = "upstream failure",
+        *,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """An error answer; ``headers`` e.g. ``{"Retry-After": "1"}`` on a 429."""
+        return cls(status=status, message=message, delay=delay, headers=dict(headers or {}))
 
     @classmethod
     def hang(cls, seconds: float) -> Reply:
@@ -139,6 +148,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------------------
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK (~40 ms), a latency no real server has.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -149,19 +162,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send_json(self, status: int, payload: Any) -> None:
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_error(self, status: int, message: str) -> None:
+    def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         type_, code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "error", None))
         error = {"message": message, "type": type_, "param": None, "code": code}
-        self._send_json(status, {"error": error})
+        self._send_json(status, {"error": error}, headers)
 
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
@@ -195,20 +210,23 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         reply = owner._next_reply(body)
         stream = bool(body.get("stream"))
+        owner._enter()
         try:
             if reply.delay and owner._sleep(reply.delay):
                 raise _ClientGone  # the server is stopping: drop the request
             if reply.is_error:
-                self._send_error(reply.status, reply.message)
+                self._send_error(reply.status, reply.message, reply.headers)
             elif stream:
                 self._stream(body, reply)
             else:
-                self._send_json(200, owner._completion(body, reply))
+                self._send_json(200, owner._completion(body, reply), reply.headers)
         except (_ClientGone, *_DISCONNECT_ERRORS):
             self.close_connection = True
             if stream and not reply.is_error and not owner._stopping.is_set():
                 owner._record_cancelled(body)
             return
+        finally:
+            owner._leave()
         owner._record_finished()
 
     # -- streaming ------------------------------------------------------------------------
@@ -267,6 +285,9 @@ class FakeLLMServer:
         self.requests: list[dict[str, Any]] = []
         self.cancelled: list[dict[str, Any]] = []  # request bodies of streams cut short
         self.finished_at: list[float] = []  # time.monotonic() of each completed response
+        self.received_at: list[float] = []  # time.monotonic() of each request, in order
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most answered at once (concurrency seen by the server)
         self.default_reply: Reply | None = None
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -323,6 +344,8 @@ class FakeLLMServer:
             self.requests.clear()
             self.cancelled.clear()
             self.finished_at.clear()
+            self.received_at.clear()
+            self.max_in_flight = 0
             self._call_counter = 0
 
     @property
@@ -339,9 +362,19 @@ class FakeLLMServer:
         """Sleep; return True if the server is stopping."""
         return self._stopping.wait(seconds)
 
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:
             self.requests.append(body)
+            self.received_at.append(time.monotonic())
             if self._queue:
                 return self._queue.popleft()
         if self.default_reply is not None:

@@ -126,8 +126,10 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 from config.settings.agent import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
+from config.settings.celery import *  # noqa: E402,F403
 from config.settings.cors import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
+from config.settings.evaluation import *  # noqa: E402,F403
 from config.settings.langfuse import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403

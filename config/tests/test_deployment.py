@@ -544,3 +544,73 @@ def test_the_production_command_serves_a_run_the_admin_and_its_static_files(
             break
         assert time.monotonic() < deadline, metrics.text[-3000:]
         time.sleep(0.2)
+
+
+def _production_user() -> Any:
+    user = UserFactory()
+    # The suite hashes with MD5 for speed; production knows only its own hashers.
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(DEFAULT_PASSWORD, hasher.salt())
+    user.save(update_fields=["password"])
+    return user
+
+
+@pytest.mark.live
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_production_worker_runs_an_evaluation_job_the_server_queued(
+    production: Production, production_worker: Path, module_llm_server: FakeLLMServer
+) -> None:
+    """The API queues the job on Redis, the Celery worker judges the run (offline judge), and
+    the server answers the job's status from the database."""
+    module_llm_server.reset()
+    user = _production_user()
+    headers = production.login(user.email)
+    module_llm_server.enqueue(Reply.text("1. Answer."), Reply.text("Paris is in France."))
+    run = httpx.post(
+        f"{production.url}/api/v1/agent/run",
+        json={"message": "Where is Paris?"},
+        headers=headers,
+        timeout=60,
+    )
+    assert run.status_code == HTTPStatus.OK, run.text
+    run_id = run.json()["run_id"]
+
+    queued = httpx.post(
+        f"{production.url}/api/v1/agent/evaluations",
+        json={"run_ids": [run_id], "metrics": ["conciseness", "relevancy"]},
+        headers=headers,
+        timeout=30,
+    )
+    assert queued.status_code == HTTPStatus.ACCEPTED, queued.text
+    job_id = queued.json()["job_id"]
+
+    deadline = time.monotonic() + 60
+    while True:
+        job = httpx.get(
+            f"{production.url}/api/v1/agent/evaluations/jobs/{job_id}", headers=headers, timeout=30
+        )
+        assert job.status_code == HTTPStatus.OK, job.text
+        if job.json()["status"] in ("done", "failed"):
+            break
+        assert time.monotonic() < deadline, job.text
+        time.sleep(0.3)
+    body = job.json()
+    assert body["status"] == "done", body
+    assert body["backend"] == "celery"
+    assert body["report"]["metrics_summary"]["conciseness"]["success_count"] == 1
+    # The worker, not the web process, ran it.
+    worker_log = production_worker.read_text(errors="replace")
+    assert re.search(r"Task evaluations\.run_job\[[0-9a-f-]+\] succeeded", worker_log), worker_log
+
+    scores = httpx.get(
+        f"{production.url}/api/v1/agent/evaluations",
+        params={"run_id": run_id},
+        headers=headers,
+        timeout=30,
+    )
+    assert scores.status_code == HTTPStatus.OK, scores.text
+    assert sorted(s["metric_name"] for s in scores.json()["results"]) == [
+        "conciseness",
+        "relevancy",
+    ]

@@ -146,6 +146,7 @@ def test_grafana_provisioning_matches_the_dashboards_and_compose() -> None:
         "Token usage and costs",
         "Error rates and latency percentiles",
         "Active executions over time",
+        "Evaluation scores",
     }
     assert len({d["uid"] for d in dashboards}) == len(dashboards)
     for dashboard in dashboards:
@@ -268,6 +269,21 @@ def generate_load(url: str, user: Any) -> int:
     ) as stream:
         assert stream.status_code == HTTPStatus.OK
         assert "event: done" in stream.read().decode()
+    # Score the runs (the offline judge, in the server's own process) for the evaluations panels.
+    job = httpx.post(f"{url}/api/v1/agent/evaluations", json={}, headers=headers, timeout=10)
+    assert job.status_code == HTTPStatus.ACCEPTED, job.text
+    deadline = time.monotonic() + 60
+    while True:
+        status = httpx.get(
+            f"{url}/api/v1/agent/evaluations/jobs/{job.json()['job_id']}",
+            headers=headers,
+            timeout=10,
+        ).json()
+        if status["status"] in ("done", "failed"):
+            assert status["status"] == "done", status
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
     for _ in range(3):  # LOGIN_RATE_LIMIT is 2/m: some of these are refused
         httpx.post(
             f"{url}/api/v1/login/access-token",

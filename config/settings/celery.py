@@ -1,0 +1,45 @@
+"""Celery (background evaluation jobs): Redis as the broker, job state in the database.
+
+``celery -A config worker`` runs the jobs; ``celery -A config beat`` the schedule. Without a
+broker (the embedded default) jobs run in the web process and Celery is not used.
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env
+from config.settings.cache import REDIS_URL
+from config.settings.evaluation import EVALUATION_SCHEDULE_MINUTES
+
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE: str = env.str("CELERY_TASK_DEFAULT_QUEUE", default="agents")
+# Job state and reports live in the database: no result backend.
+CELERY_TASK_IGNORE_RESULT = True
+# A job whose worker died is delivered again, and resumes (the evaluator is idempotent).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "evaluations-fail-stale-jobs": {"task": "evaluations.fail_stale_jobs", "schedule": 300.0},
+}
+if EVALUATION_SCHEDULE_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE["evaluations-recent-runs"] = {
+        "task": "evaluations.evaluate_recent",
+        "schedule": EVALUATION_SCHEDULE_MINUTES * 60.0,
+    }
+
+# Where evaluation jobs (the API, the admin action) run: "celery" (a worker on the broker) or
+# "embedded" (a thread pool in the web process). Default: celery when there is a broker.
+EVALUATION_JOBS_BACKEND: str = env.str("EVALUATION_JOBS_BACKEND", default="") or (
+    "celery" if CELERY_BROKER_URL else "embedded"
+)
+if EVALUATION_JOBS_BACKEND not in ("celery", "embedded"):
+    raise ImproperlyConfigured(
+        f"EVALUATION_JOBS_BACKEND={EVALUATION_JOBS_BACKEND!r} is not valid: use celery or embedded."
+    )
+if EVALUATION_JOBS_BACKEND == "celery" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured(
+        "EVALUATION_JOBS_BACKEND=celery needs CELERY_BROKER_URL (or REDIS_URL)."
+    )
