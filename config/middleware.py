@@ -7,6 +7,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -53,3 +54,36 @@ class ApiErrorMiddleware:
             phrase = "Error"
         body = {"detail": f"{phrase}.", "code": _CODES.get(status, "error")}
         return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+class OptionalSlashMiddleware:
+    """Every path answers with and without its trailing slash, whatever the method.
+
+    A path that does not resolve is served as its twin (the slash added or removed) when the
+    twin resolves: no redirect, so a POST keeps its body (``APPEND_SLASH`` would answer 301, and
+    clients follow a 301 with a body-less GET). Paths that resolve as sent are untouched.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        urlconf = getattr(request, "urlconf", None)
+        if path not in ("", "/") and not _served(path, urlconf):
+            twin = path[:-1] if path.endswith("/") else f"{path}/"
+            if _served(twin, urlconf):
+                prefix = request.path[: len(request.path) - len(path)]
+                request.path_info = twin
+                request.path = f"{prefix}{twin}"
+        return self.get_response(request)
+
+
+def _served(path: str, urlconf: str | None) -> bool:
+    """Whether a view of ours answers ``path``. The admin's catch-all view matches every path
+    under ``/admin/`` only to redirect it with a slash (or 404), so it does not count."""
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return False
+    return getattr(match.func, "__name__", "") != "catch_all_view"
