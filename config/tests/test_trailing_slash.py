@@ -90,9 +90,7 @@ def test_a_post_without_the_slash_keeps_its_body(user, api_client):
         assert response.status_code == HTTPStatus.OK, path
         assert "access" in response.json()
     for path in ("/api/v1/login/access-token", "/api/v1/login/access-token/"):
-        response = api_client.post(
-            path, {"username": user.email, "password": "a-good-password-1"}
-        )
+        response = api_client.post(path, {"username": user.email, "password": "a-good-password-1"})
         assert response.status_code == HTTPStatus.OK, path
         assert "access_token" in response.json()
 
