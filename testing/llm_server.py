@@ -53,6 +53,8 @@ class Reply:
     chunk_delay: float = 0.0
     status: int = 200
     message: str = ""
+    # Sent as-is with a 200 instead of a completion: a broken upstream.
+    raw: bytes | None = None
 
     @classmethod
     def text(
@@ -95,6 +97,11 @@ class Reply:
     @classmethod
     def error(cls, status: int, message: str = "upstream failure", *, delay: float = 0.0) -> Reply:
         return cls(status=status, message=message, delay=delay)
+
+    @classmethod
+    def garbage(cls, body: bytes = b"<html>not json{", *, delay: float = 0.0) -> Reply:
+        """Answer 200 with ``body`` as the JSON (or event-stream) response: malformed output."""
+        return cls(raw=body, delay=delay)
 
     @classmethod
     def hang(cls, seconds: float) -> Reply:
@@ -200,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ClientGone  # the server is stopping: drop the request
             if reply.is_error:
                 self._send_error(reply.status, reply.message)
+            elif reply.raw is not None:
+                self._send_raw(reply.raw, stream=stream)
             elif stream:
                 self._stream(body, reply)
             else:
@@ -210,6 +219,14 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._record_cancelled(body)
             return
         owner._record_finished()
+
+    def _send_raw(self, body: bytes, *, stream: bool) -> None:
+        self.send_response(200)
+        content_type = "text/event-stream" if stream else "application/json"
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     # -- streaming ------------------------------------------------------------------------
     def _write_chunk(self, data: bytes) -> None:
