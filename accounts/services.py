@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import selectors
@@ -140,6 +141,19 @@ def refresh_token_blacklist(*, token: str) -> None:
         RefreshToken(token).blacklist()  # type: ignore[arg-type]  # takes the encoded token
     except TokenError as exc:
         raise TokenNotValid(str(exc)) from exc
+
+
+@transaction.atomic
+def refresh_tokens_revoke_for_user(*, user_id: Any) -> int:
+    """Blacklist every outstanding refresh token of the user that is not blacklisted yet (on a
+    password change or reset and on deactivation: ``accounts.signals``); the number revoked.
+    Access tokens die with them: they carry a hash of the password (``CHECK_REVOKE_TOKEN``) and
+    an inactive user's are refused on every request."""
+    outstanding = OutstandingToken.objects.filter(user_id=user_id, blacklistedtoken__isnull=True)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    return len(revoked)
 
 
 @transaction.atomic

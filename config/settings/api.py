@@ -35,6 +35,10 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "sub",
+    # Tokens carry a hash of the password hash: a new password refuses every token issued
+    # before it (access tokens on each request, refresh tokens in accounts.serializers).
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.TokenRefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {
