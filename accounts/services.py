@@ -108,12 +108,20 @@ def user_deactivate(*, user: User, actor: User) -> User:
 
 
 def user_authenticate(*, request: HttpRequest | None, email: str, password: str) -> User:
-    """The active user with these credentials; ``InactiveUser`` only with the right password."""
+    """The active user with these credentials; ``InactiveUser`` only with the right password.
+
+    The password hasher runs exactly once whoever asks (an active, an inactive or an unknown
+    user), so the time taken tells nothing about the account.
+    """
+    candidate = selectors.user_get_by_email(email=email)
+    if candidate is not None and not candidate.is_active:
+        if candidate.check_password(password):
+            raise InactiveUser()
+        raise InvalidCredentials()
+    # An active or unknown email: ModelBackend hashes once either way (a dummy hash when the
+    # user does not exist).
     user = authenticate(request, username=email, password=password)
     if user is None:
-        candidate = selectors.user_get_by_email(email=email)
-        if candidate is not None and not candidate.is_active and candidate.check_password(password):
-            raise InactiveUser()
         raise InvalidCredentials()
     assert isinstance(user, User)
     return user
