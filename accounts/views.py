@@ -26,7 +26,7 @@ from accounts.serializers import (
     UserOutputSerializer,
     UserUpdateSerializer,
 )
-from core.throttles import LoginRateThrottle, RateLimitMixin
+from core.throttles import LoginAccountRateThrottle, LoginRateThrottle, RateLimitMixin
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -36,7 +36,7 @@ class LoginAccessTokenView(RateLimitMixin, APIView):
 
     authentication_classes: list[type] = []
     permission_classes = (permissions.AllowAny,)
-    throttle_classes = (LoginRateThrottle,)
+    throttle_classes = (LoginRateThrottle, LoginAccountRateThrottle)
 
     @extend_schema(request=LoginSerializer, responses={200: TokenSerializer, 429: None}, auth=[])
     def post(self, request: Request) -> Response:
@@ -51,10 +51,11 @@ class LoginAccessTokenView(RateLimitMixin, APIView):
 
 
 class RateLimitedTokenObtainPairView(RateLimitMixin, TokenObtainPairView):
-    """simplejwt's password login (``auth/token/``) under the same per-IP limit as
-    ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP."""
+    """simplejwt's password login (``auth/token/``) under the same limits as
+    ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP and one
+    per account."""
 
-    throttle_classes = (LoginRateThrottle,)
+    throttle_classes = (LoginRateThrottle, LoginAccountRateThrottle)
 
 
 class LogoutView(APIView):
