@@ -106,7 +106,10 @@ def test_values_starting_with_a_dollar_are_read_literally(monkeypatch):
 
 
 def test_a_dollar_secret_key_reaches_the_settings():
-    code = "from django.conf import settings; print(settings.SECRET_KEY); print(settings.DATABASES['default']['PASSWORD'])"
+    code = (
+        "from django.conf import settings; print(settings.SECRET_KEY); "
+        "print(settings.DATABASES['default']['PASSWORD'])"
+    )
     result = subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=BASE_DIR,
