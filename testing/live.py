@@ -89,6 +89,7 @@ def run_server(
     cmd = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--no-access-log",
+        "--http", "config.server:HttpProtocol",
     ]  # fmt: skip
     with _serve("server", cmd, port, env, timeout=timeout, keep_log=keep_log) as url:
         yield url
@@ -129,11 +130,11 @@ def run_gunicorn(
     timeout: float = 60.0,
     keep_log: bool = False,
 ) -> Iterator[str]:
-    """Serve the project as production does (gunicorn with ``workers`` uvicorn workers and
-    ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
+    """Serve the project as production does (gunicorn with ``workers`` uvicorn workers of
+    ``config.server`` and ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "gunicorn", app, "--worker-class", "uvicorn_worker.UvicornWorker",
+        sys.executable, "-m", "gunicorn", app, "--worker-class", "config.server.UvicornWorker",
         "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
         "--config", str(BASE_DIR / "docker" / "gunicorn.conf.py"), "--graceful-timeout", "5",
     ]  # fmt: skip
