@@ -119,7 +119,10 @@ class UserViewSet(
         user = services.user_update(user=user, data=dict(serializer.validated_data))
         return Response(UserOutputSerializer(user).data)
 
-    @extend_schema(responses={204: None}, description="Deactivate the user (no data is deleted).")
+    @extend_schema(
+        responses={204: None, 400: None},
+        description="Deactivate the user (no data is deleted). 400: a superuser's own account.",
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         actor = request.user
         assert isinstance(actor, User)

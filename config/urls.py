@@ -5,7 +5,6 @@ from drf_spectacular.views import SpectacularAPIView
 
 from agents import pages
 from config import metrics_view, views
-from core.schema import SwaggerView
 from core.throttles import login_form_rate_limited
 
 urlpatterns = [
@@ -26,5 +25,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_router")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs", views.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -1,4 +1,5 @@
-"""Probes: ``/healthz`` (the process is alive) and ``/readyz`` (its dependencies answer).
+"""Probes: ``/healthz`` (the process is alive) and ``/readyz`` (its dependencies answer); the
+API docs page.
 
 Both answer GET and HEAD. ``/readyz`` is 503 when the database is down, and when the cache is
 down while rate limits fail closed (``RATE_LIMIT_FAIL_OPEN`` off: every limited request would be
@@ -18,6 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from drf_spectacular.views import SpectacularSwaggerView
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +71,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if degraded:
         return JsonResponse({"status": "degraded", "degraded": degraded, "checks": checks})
     return JsonResponse({"status": "ok", "checks": checks})
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """The Swagger UI page (``/api/docs``). OPTIONS is a 405: DRF's metadata answer would be
+    rendered by the page's HTML template, which has none for it (a 500)."""
+
+    metadata_class = None

@@ -22,7 +22,7 @@ REST_FRAMEWORK = {
     # Rate limits are per view (``throttle_classes`` of core.throttles), at the rates of
     # config.settings.ratelimit; DRF's own throttles and THROTTLE_RATES are not used.
     "DEFAULT_THROTTLE_CLASSES": [],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
