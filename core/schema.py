@@ -34,7 +34,8 @@ class ErrorSerializer(serializers.Serializer):
 
     detail = serializers.CharField(help_text="What went wrong, for people.")
     code = serializers.CharField(help_text="What went wrong, for programs: stable, snake_case.")
-    errors = serializers.DictField(
+    # Named like the body's key; only the schema reads it (Serializer.errors is shadowed).
+    errors = serializers.DictField(  # type: ignore[assignment]
         required=False,
         help_text="Validation errors (code `invalid`): a list of messages per field.",
     )

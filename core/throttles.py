@@ -46,7 +46,7 @@ from typing import Any, ClassVar, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.html import escape
 from django_ratelimit.core import get_usage
 from django_redis.exceptions import ConnectionInterrupted
@@ -220,14 +220,16 @@ def count(request: HttpRequest, *, scope: str, key: Any, rate: str) -> dict[str,
     return get_usage(request, group=scope, key=key, rate=rate, increment=True)
 
 
-def login_form_rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def login_form_rate_limited(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     """Wrap an HTML login view (Django's ``LoginView``, the admin's login): a POST counts
     against ``LOGIN_RATE_LIMIT`` per client IP and per account, like the API's login
     endpoints; over a limit the form is not checked and the answer is a 429 page with
     ``Retry-After``. A cache outage fails open or closed as ``RATE_LIMIT_FAIL_OPEN`` says."""
 
     @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST" and _enabled():
             keys = [("login", _client_ip_key), ("login-account", _account_key(request.POST))]
             for scope, key in keys:
