@@ -4,7 +4,9 @@ README promises, with the run stored as an error."""
 from __future__ import annotations
 
 import json
+import logging
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -27,10 +29,12 @@ GARBAGE = {
 @pytest.mark.django_db
 @pytest.mark.parametrize("body", GARBAGE.values(), ids=GARBAGE.keys())
 def test_malformed_llm_output_is_a_502(
-    llm_server: FakeLLMServer, user_client: APIClient, body: bytes
+    llm_server: FakeLLMServer, user_client: APIClient, body: bytes, caplog: Any
 ) -> None:
     llm_server.enqueue(*[Reply.garbage(body)] * 3)
-    response = user_client.post(RUN, {"message": "hello"}, format="json")
+    with caplog.at_level(logging.WARNING):
+        response = user_client.post(RUN, {"message": "hello"}, format="json")
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
     assert response.status_code == HTTPStatus.BAD_GATEWAY, response.content
     payload = response.json()
