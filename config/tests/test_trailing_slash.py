@@ -98,3 +98,17 @@ def test_a_post_without_the_slash_keeps_its_body(user, api_client):
 def test_unknown_paths_stay_404(client):
     assert client.get("/api/v1/nope").status_code == HTTPStatus.NOT_FOUND
     assert client.post("/api/v1/nope/").status_code == HTTPStatus.NOT_FOUND
+
+
+def test_head_answers_wherever_get_does(logged_in, superuser):
+    mismatched = []
+    for path in ROUTES:
+        logged_in.force_login(superuser)
+        get = logged_in.get(path)
+        logged_in.force_login(superuser)
+        head = logged_in.head(path)
+        if get.status_code == HTTPStatus.OK and head.status_code != get.status_code:
+            mismatched.append((path, get.status_code, head.status_code))
+        if head.status_code == HTTPStatus.OK:
+            assert head.content == b"", path
+    assert not mismatched
