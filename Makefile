@@ -31,7 +31,8 @@ migrate: install ## Apply migrations (creates the first superuser and the checkp
 
 run: migrate ## Serve http://127.0.0.1:8000 on the embedded default (ASGI, streams)
 	@echo "Serving http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs, chat: /chat/)"
-	$(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-access-log \
+		--http config.server:HttpProtocol
 
 test: test-services test-embedded ## Run the whole suite: PostgreSQL + Redis, then the embedded default
 
