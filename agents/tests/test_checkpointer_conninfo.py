@@ -66,5 +66,7 @@ def test_the_options_reach_a_real_connection(settings: Any) -> None:
     with psycopg.connect(postgres_conninfo(db)) as conn:
         timeout = conn.execute("SHOW statement_timeout").fetchone()
         name = conn.execute("SHOW application_name").fetchone()
-    assert timeout is not None and timeout[0] == "4321ms"
-    assert name is not None and name[0] == "checkpointer-conninfo-test"
+    assert timeout is not None
+    assert timeout[0] == "4321ms"
+    assert name is not None
+    assert name[0] == "checkpointer-conninfo-test"
