@@ -41,7 +41,7 @@ migrate: install ## Apply migrations (creates the first superuser and the checkp
 
 # Django has no ASGI lifespan events: `--lifespan off` says so instead of probing (and warning).
 UVICORN := $(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) \
-	--no-access-log --lifespan off
+	--no-access-log --lifespan off --http config.server:HttpProtocol
 
 run: migrate ## Serve http://HOST:PORT (default 127.0.0.1:8000; `make run HOST=0.0.0.0 PORT=9000`)
 	@echo "Serving http://$(HOST):$(PORT)  (chat: /chat/, admin: /admin/, API: /api/v1/, API docs: /api/docs)"

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import Item, User
 
@@ -71,3 +77,27 @@ class ItemOutputSerializer(serializers.ModelSerializer):
         model = Item
         fields = ("id", "title", "description", "owner_id", "created_at", "updated_at")
         read_only_fields = fields
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's refresh, which also refuses a token issued before the user's password last
+    changed (``CHECK_REVOKE_TOKEN``, which simplejwt checks on access tokens only) and answers
+    401 instead of a 500 for a user that no longer exists."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        refresh = self.token_class(attrs["refresh"])
+        user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
+        user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()
+        revoked = (
+            jwt_settings.CHECK_REVOKE_TOKEN
+            and user is not None
+            and (
+                refresh.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM)
+                != get_md5_hash_password(user.password)
+            )
+        )
+        if user is None or revoked:
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
+            )
+        return super().validate(attrs)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import selectors
@@ -107,12 +108,20 @@ def user_deactivate(*, user: User, actor: User) -> User:
 
 
 def user_authenticate(*, request: HttpRequest | None, email: str, password: str) -> User:
-    """The active user with these credentials; ``InactiveUser`` only with the right password."""
+    """The active user with these credentials; ``InactiveUser`` only with the right password.
+
+    The password hasher runs exactly once whoever asks (an active, an inactive or an unknown
+    user), so the time taken tells nothing about the account.
+    """
+    candidate = selectors.user_get_by_email(email=email)
+    if candidate is not None and not candidate.is_active:
+        if candidate.check_password(password):
+            raise InactiveUser()
+        raise InvalidCredentials()
+    # An active or unknown email: ModelBackend hashes once either way (a dummy hash when the
+    # user does not exist).
     user = authenticate(request, username=email, password=password)
     if user is None:
-        candidate = selectors.user_get_by_email(email=email)
-        if candidate is not None and not candidate.is_active and candidate.check_password(password):
-            raise InactiveUser()
         raise InvalidCredentials()
     assert isinstance(user, User)
     return user
@@ -140,6 +149,19 @@ def refresh_token_blacklist(*, token: str) -> None:
         RefreshToken(token).blacklist()  # type: ignore[arg-type]  # takes the encoded token
     except TokenError as exc:
         raise TokenNotValid(str(exc)) from exc
+
+
+@transaction.atomic
+def refresh_tokens_revoke_for_user(*, user_id: Any) -> int:
+    """Blacklist every outstanding refresh token of the user that is not blacklisted yet (on a
+    password change or reset and on deactivation: ``accounts.signals``); the number revoked.
+    Access tokens die with them: they carry a hash of the password (``CHECK_REVOKE_TOKEN``) and
+    an inactive user's are refused on every request."""
+    outstanding = OutstandingToken.objects.filter(user_id=user_id, blacklistedtoken__isnull=True)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    return len(revoked)
 
 
 @transaction.atomic

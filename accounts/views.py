@@ -26,7 +26,7 @@ from accounts.serializers import (
     UserOutputSerializer,
     UserUpdateSerializer,
 )
-from core.throttles import LoginRateThrottle, RateLimitMixin
+from core.throttles import LoginAccountRateThrottle, LoginRateThrottle, RateLimitMixin
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -36,7 +36,7 @@ class LoginAccessTokenView(RateLimitMixin, APIView):
 
     authentication_classes: list[type] = []
     permission_classes = (permissions.AllowAny,)
-    throttle_classes = (LoginRateThrottle,)
+    throttle_classes = (LoginRateThrottle, LoginAccountRateThrottle)
 
     @extend_schema(request=LoginSerializer, responses={200: TokenSerializer, 429: None}, auth=[])
     def post(self, request: Request) -> Response:
@@ -51,10 +51,11 @@ class LoginAccessTokenView(RateLimitMixin, APIView):
 
 
 class RateLimitedTokenObtainPairView(RateLimitMixin, TokenObtainPairView):
-    """simplejwt's password login (``auth/token/``) under the same per-IP limit as
-    ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP."""
+    """simplejwt's password login (``auth/token/``) under the same limits as
+    ``login/access-token``: both count against one ``LOGIN_RATE_LIMIT`` per client IP and one
+    per account."""
 
-    throttle_classes = (LoginRateThrottle,)
+    throttle_classes = (LoginRateThrottle, LoginAccountRateThrottle)
 
 
 class LogoutView(APIView):
@@ -118,7 +119,10 @@ class UserViewSet(
         user = services.user_update(user=user, data=dict(serializer.validated_data))
         return Response(UserOutputSerializer(user).data)
 
-    @extend_schema(responses={204: None}, description="Deactivate the user (no data is deleted).")
+    @extend_schema(
+        responses={204: None, 400: None},
+        description="Deactivate the user (no data is deleted). 400: a superuser's own account.",
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         actor = request.user
         assert isinstance(actor, User)

@@ -30,22 +30,38 @@ def checkpoint_backend() -> str:
     return "postgres" if vendor == "postgresql" else "sqlite"
 
 
+# Keys of Django's PostgreSQL OPTIONS that are Django's or psycopg's own, not libpq parameters.
+_NOT_LIBPQ_OPTIONS = frozenset(
+    {"pool", "isolation_level", "server_side_binding", "assume_role", "cursor_factory",
+     "prepare_threshold", "context"}
+)  # fmt: skip
+
+
 def postgres_conninfo(db: dict[str, Any] | None = None) -> str:
-    """Where checkpoints live: AGENT_CHECKPOINT_DATABASE_URL, else Django's default database."""
+    """Where checkpoints live: AGENT_CHECKPOINT_DATABASE_URL, else Django's default database,
+    with every libpq option of its ``OPTIONS`` (``sslmode``, ``sslrootcert``, ``options``,
+    ``application_name``, ``connect_timeout``...), as Django connects."""
     from psycopg.conninfo import make_conninfo
 
     if settings.AGENT_CHECKPOINT_DATABASE_URL:
         return str(settings.AGENT_CHECKPOINT_DATABASE_URL)
     db = db or connections["default"].settings_dict
+    options = {
+        key: value
+        for key, value in (db.get("OPTIONS") or {}).items()
+        if key not in _NOT_LIBPQ_OPTIONS
+        and isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+    }
     params = {
+        **options,
         "dbname": db["NAME"],
         "user": db.get("USER") or None,
         "password": db.get("PASSWORD") or None,
         "host": db.get("HOST") or None,
         "port": str(db["PORT"]) if db.get("PORT") else None,
-        "connect_timeout": (db.get("OPTIONS") or {}).get("connect_timeout"),
     }
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 def _build_postgres() -> tuple[BaseCheckpointSaver, Any]:

@@ -1,6 +1,7 @@
 """The agent's domain errors; ``core.exception_handler`` turns them into JSON responses."""
 
 from http import HTTPStatus
+from types import TracebackType
 
 from core.errors import ApplicationError
 
@@ -84,9 +85,35 @@ def classify_exception(exc: BaseException) -> type[AgentRunError]:
         pass
     if isinstance(exc, tuple(timeouts)):
         return LLMTimeout
-    if isinstance(exc, tuple(upstream)):
+    if isinstance(exc, tuple(upstream)) or _malformed_llm_output(exc):
         return LLMUnavailable
     return AgentRunError
+
+
+# The client libraries that turn an LLM's HTTP answer into messages.
+LLM_CLIENT_MODULES = ("openai", "anthropic", "langchain_openai", "langchain_anthropic", "httpx")
+# What they raise when the answer is not what the protocol says (malformed JSON, a body of the
+# wrong shape, a field of the wrong type): the upstream's fault, a 502 like an HTTP error.
+MALFORMED_OUTPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # json.JSONDecodeError, pydantic's ValidationError
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
+
+
+def _malformed_llm_output(exc: BaseException) -> bool:
+    """A decoding or shape error raised inside an LLM client library (not by our own code)."""
+    if not isinstance(exc, MALFORMED_OUTPUT_ERRORS):
+        return False
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".", 1)[0] in LLM_CLIENT_MODULES:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 PROVIDER_NAMES = {

@@ -9,6 +9,10 @@ from rest_framework import serializers
 
 from agents.models import AgentRun, AgentThread
 from agents.tracing import trace_url
+from core.parsers import UnstorableJSON, json_value_check
+
+# Levels of nesting in a run's metadata (the object itself is the first).
+METADATA_MAX_DEPTH = 10
 
 
 class StrictCharField(serializers.CharField):
@@ -44,6 +48,12 @@ class RunInputSerializer(serializers.Serializer):
 
     def validate_metadata(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            try:  # what PostgreSQL's jsonb refuses, whichever parser read the body
+                json_value_check(value, max_depth=METADATA_MAX_DEPTH)
+            except UnstorableJSON as exc:
+                raise serializers.ValidationError(
+                    f"Metadata cannot be stored: {exc}.", code="invalid"
+                ) from None
             size = len(json.dumps(value, default=str))
             if size > settings.AGENT_MAX_METADATA_BYTES:
                 raise serializers.ValidationError(

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -32,6 +32,17 @@ from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
 from core.throttles import AgentRateThrottle, RateLimitMixin
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
+
+# One Server-Sent Event of the run stream, as an SSE client parses it.
+SSE_EVENT = inline_serializer(
+    "RunStreamEvent",
+    fields={
+        "event": serializers.ChoiceField(
+            choices=["run", "plan", "tool_call", "tool_result", "token", "done", "error"]
+        ),
+        "data": serializers.CharField(help_text="A JSON object; its fields depend on `event`."),
+    },
+)
 
 
 def _user(request: Request) -> User:
@@ -96,7 +107,7 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         request=RunInputSerializer,
-        responses={(200, "text/event-stream"): str, 400: None, 404: None, 429: None},
+        responses={(200, "text/event-stream"): SSE_EVENT, 400: None, 404: None, 429: None},
         description=(
             "Like `run`, answered as Server-Sent Events, each `data:` a JSON object: "
             "`run` {run_id, thread_id, trace_id}, `plan` {plan}, `tool_call` {name, args}, "

@@ -1,4 +1,4 @@
-"""ASGI entry point: uvicorn, or gunicorn with uvicorn workers."""
+"""ASGI entry point: uvicorn, or gunicorn with uvicorn workers (``config.server``)."""
 
 import os
 
@@ -6,4 +6,14 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from django.conf import settings  # noqa: E402  (after the setup above)
+
+from config.middleware import RequestBodyLimitMiddleware  # noqa: E402
+
+application = RequestBodyLimitMiddleware(
+    django_application,
+    max_bytes=settings.REQUEST_BODY_MAX_BYTES,
+    timeout=settings.REQUEST_BODY_TIMEOUT_SECONDS,
+)

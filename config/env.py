@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -52,4 +53,26 @@ def load_env_chain(
     return app_env
 
 
-env = environ.Env()
+class LiteralEnv(environ.Env):
+    """``environ.Env`` that reads every value literally.
+
+    django-environ takes a value starting with ``$`` for a reference to another variable
+    (``DATABASE_PASSWORD=$ecret`` would read the variable ``ecret``, and silently fall back to
+    the default when there is none). Passwords and keys start with ``$`` too: here they are
+    what they say.
+    """
+
+    def get_value(
+        self,
+        var: str,
+        cast: Any = None,
+        default: Any = environ.Env.NOTSET,
+        parse_default: bool = False,
+    ) -> Any:
+        raw = self.ENVIRON.get(f"{self.prefix}{var}")
+        if isinstance(raw, str) and raw.startswith("$"):
+            return raw if cast is None else self.parse_value(raw, cast)
+        return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+
+
+env = LiteralEnv()

@@ -21,6 +21,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from pythonjsonlogger.json import JsonFormatter
 
+from core.http import client_ip
+
 CONTEXT_FIELDS = ("correlation_id", "user_id", "run_id", "thread_id", "trace_id")
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -91,6 +93,7 @@ class CorrelationIdMiddleware:
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
+                    "client_ip": client_ip(request),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )

@@ -6,8 +6,8 @@ django-prometheus, ``agents.metrics`` and ``config.metrics`` register.
 
 Protection (``config.settings.metrics``): ``METRICS_ALLOWED_NETWORKS`` answers 403 to other
 client addresses, ``METRICS_BEARER_TOKEN`` 401 without ``Authorization: Bearer <token>``;
-``METRICS_ENABLED`` off answers 404. The client address is ``REMOTE_ADDR``: behind a proxy,
-the one the ASGI server accepts from ``X-Forwarded-For`` of trusted proxies only.
+``METRICS_ENABLED`` off answers 404. The client address is ``core.http.client_ip``'s:
+``X-Forwarded-For`` counts only from ``FORWARDED_ALLOW_IPS``. GET and HEAD.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from http import HTTPStatus
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 import agents.metrics  # noqa: F401  (registers the agent metrics)
 import config.metrics  # noqa: F401  (registers the rate-limit metrics)
+from core.http import client_ip
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -40,7 +41,7 @@ def _client_allowed(request: HttpRequest) -> bool:
     if not allowed:
         return True
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(client_ip(request))
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -75,7 +76,7 @@ def registry() -> CollectorRegistry:
 
 
 @never_cache
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     if not settings.METRICS_ENABLED:
         return _refuse(HTTPStatus.NOT_FOUND, "Not found.", "not_found")

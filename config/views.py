@@ -1,4 +1,11 @@
-"""Probes: ``/healthz`` (the process is alive) and ``/readyz`` (its dependencies answer)."""
+"""Probes: ``/healthz`` (the process is alive) and ``/readyz`` (its dependencies answer); the
+API docs page.
+
+Both answer GET and HEAD. ``/readyz`` is 503 when the database is down, and when the cache is
+down while rate limits fail closed (``RATE_LIMIT_FAIL_OPEN`` off: every limited request would be
+a 503). With rate limits failing open the service still answers without its cache, so a cache
+outage is ``"status": "degraded"`` with 200: a load balancer keeps the instance.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,18 @@ import logging
 import uuid
 from http import HTTPStatus
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 logger = logging.getLogger(__name__)
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -36,7 +44,7 @@ def _check_cache() -> None:
 
 
 @never_cache
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {}
     failed: list[str] = []
@@ -48,6 +56,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
             logger.warning("readyz: %s check failed: %s", name, exc)
             checks[name] = f"error: {type(exc).__name__}"
             failed.append(name)
+    degraded = [name for name in failed if name == "cache" and settings.RATE_LIMIT_FAIL_OPEN]
+    failed = [name for name in failed if name not in degraded]
     if failed:
         body = {
             "status": "unavailable",
@@ -57,4 +67,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
             "checks": checks,
         }
         return JsonResponse(body, status=HTTPStatus.SERVICE_UNAVAILABLE)
+    if degraded:
+        return JsonResponse({"status": "degraded", "degraded": degraded, "checks": checks})
     return JsonResponse({"status": "ok", "checks": checks})

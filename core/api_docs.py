@@ -30,6 +30,10 @@ SAME_ORIGIN_ONLY = "; ".join(
 
 
 class SwaggerView(SpectacularSwaggerView):
+    # OPTIONS is a 405: DRF's metadata answer would be rendered by the page's HTML template,
+    # which has none for it (a 500).
+    metadata_class = None
+
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().get(request, *args, **kwargs)
@@ -39,6 +43,7 @@ class SwaggerView(SpectacularSwaggerView):
 
 class RedocView(SpectacularRedocView):
     template_name = "api/redoc.html"
+    metadata_class = None  # as for Swagger UI
 
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -17,8 +17,12 @@ first::
 
 ``AgentRateThrottle`` (scope ``agent``, per user, ``RATE_LIMIT_PER_MINUTE``) is shared by every
 agent endpoint: run, stream, and the evaluation trigger and feedback endpoints when they come;
-a separate budget is a new subclass with a scope of its own. ``LoginRateThrottle`` (scope
-``login``) is per client IP (``LOGIN_RATE_LIMIT``). DRF checks throttles after authentication
+a separate budget is a new subclass with a scope of its own. ``LOGIN_RATE_LIMIT`` is counted
+twice on every login, per client IP (``LoginRateThrottle``, scope ``login``, the IP of
+``core.http.client_ip``) and per account (``LoginAccountRateThrottle``, scope ``login-account``,
+the email tried, whatever the IP): the API's login endpoints list both throttles, the HTML login
+forms (``/accounts/login/``, ``/admin/login/``) are wrapped in ``login_form_rate_limited``,
+which answers an HTML 429 page. DRF checks throttles after authentication
 and permissions, so ``key = "user"`` always has a user and rejected credentials are not counted;
 a request no handler answers (405, OPTIONS) is not counted either.
 
@@ -32,13 +36,18 @@ Cache unreachable: ``RATE_LIMIT_FAIL_OPEN`` lets the request through (warning lo
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, ClassVar, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.html import escape
 from django_ratelimit.core import get_usage
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
@@ -49,6 +58,7 @@ from rest_framework.views import APIView
 
 from config.metrics import RATELIMIT_BACKEND_ERRORS, RATELIMIT_REJECTIONS
 from core.errors import RateLimited, RateLimitUnavailable
+from core.http import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +104,18 @@ class RateLimitThrottle(BaseThrottle):
     """
 
     scope: ClassVar[str]
-    key: ClassVar[str]
+    key: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
 
     def get_rate(self) -> str:
         raise NotImplementedError
+
+    def get_key(self, request: Request) -> Any:
+        """What django-ratelimit counts by: ``key``, or a ``(group, request) -> str`` callable;
+        None: this request is not counted."""
+        return self.key
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         if not isinstance(view, RateLimitMixin):
@@ -109,14 +124,11 @@ class RateLimitThrottle(BaseThrottle):
             )
         if not _enabled() or not _answered(request, view):
             return True
+        key = self.get_key(request)
+        if key is None:
+            return True
         try:
-            raw = get_usage(
-                request._request,
-                group=self.scope,
-                key=self.key,
-                rate=self.get_rate(),
-                increment=True,
-            )
+            raw = count(request._request, scope=self.scope, key=key, rate=self.get_rate())
         except BACKEND_ERRORS as exc:
             return self._backend_failed(exc)
         # django-ratelimit reports a cache that returned no count as None (RATELIMIT_FAIL_OPEN)
@@ -162,13 +174,102 @@ class AgentRateThrottle(RateLimitThrottle):
 
 
 class LoginRateThrottle(RateLimitThrottle):
-    """Per client IP (``REMOTE_ADDR``), ``LOGIN_RATE_LIMIT``, over every login endpoint."""
+    """Per client IP (``core.http.client_ip``), ``LOGIN_RATE_LIMIT``, over every login form and
+    endpoint."""
 
     scope = "login"
-    key = "ip"
 
     def get_rate(self) -> str:
         return str(settings.LOGIN_RATE_LIMIT)
+
+    def get_key(self, request: Request) -> Any:
+        return _client_ip_key
+
+
+class LoginAccountRateThrottle(LoginRateThrottle):
+    """Per account (the email in the body: ``username`` or ``email``), ``LOGIN_RATE_LIMIT``,
+    over every login form and endpoint: guessing one account's password from many IPs is
+    limited too. A body without an email is not counted (the IP limit still is)."""
+
+    scope = "login-account"
+
+    def get_key(self, request: Request) -> Any:
+        try:
+            data = request.data
+        except Exception:
+            return None
+        return _account_key(data)
+
+
+def _client_ip_key(group: str, request: HttpRequest) -> str:
+    return client_ip(request)
+
+
+def _account_key(data: Any) -> Any:
+    if not hasattr(data, "get"):
+        return None
+    email = data.get("username") or data.get("email")
+    if not isinstance(email, str) or not email.strip():
+        return None
+    digest = hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()
+    return lambda group, request: f"account:{digest}"
+
+
+def count(request: HttpRequest, *, scope: str, key: Any, rate: str) -> dict[str, Any] | None:
+    """Count one request against ``rate`` in ``scope`` (django-ratelimit's ``get_usage``)."""
+    return get_usage(request, group=scope, key=key, rate=rate, increment=True)
+
+
+def login_form_rate_limited(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
+    """Wrap an HTML login view (Django's ``LoginView``, the admin's login): a POST counts
+    against ``LOGIN_RATE_LIMIT`` per client IP and per account, like the API's login
+    endpoints; over a limit the form is not checked and the answer is a 429 page with
+    ``Retry-After``. A cache outage fails open or closed as ``RATE_LIMIT_FAIL_OPEN`` says."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method == "POST" and _enabled():
+            keys = [("login", _client_ip_key), ("login-account", _account_key(request.POST))]
+            for scope, key in keys:
+                if key is None:
+                    continue
+                try:
+                    raw = count(request, scope=scope, key=key, rate=str(settings.LOGIN_RATE_LIMIT))
+                except BACKEND_ERRORS as exc:
+                    raw = None
+                    logger.warning(
+                        "Rate limit %r not checked: the cache is unavailable (%s)", scope, exc
+                    )
+                if raw is None or not raw["count"]:
+                    RATELIMIT_BACKEND_ERRORS.labels(scope=scope).inc()
+                    if not settings.RATE_LIMIT_FAIL_OPEN:
+                        return _html_error(
+                            HTTPStatus.SERVICE_UNAVAILABLE, RateLimitUnavailable.default_detail, {}
+                        )
+                    continue
+                if raw["count"] > raw["limit"]:
+                    RATELIMIT_REJECTIONS.labels(scope=scope).inc()
+                    error = RateLimited(
+                        limit=raw["limit"], retry_after=max(raw["time_left"], 0) + 1
+                    )
+                    return _html_error(HTTPStatus.TOO_MANY_REQUESTS, error.detail, error.headers)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _html_error(status: int, detail: str, headers: dict[str, str]) -> HttpResponse:
+    title = f"{status} {HTTPStatus(status).phrase}"
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"</head><body><h1>{title}</h1><p>{escape(detail)}</p></body></html>"
+    )
+    response = HttpResponse(body, status=status, content_type="text/html; charset=utf-8")
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 def _enabled() -> bool:
@@ -223,8 +324,10 @@ class RateLimitMixin(APIView):
 
 __all__ = [
     "AgentRateThrottle",
+    "LoginAccountRateThrottle",
     "LoginRateThrottle",
     "RateLimitMixin",
     "RateLimitThrottle",
     "Usage",
+    "login_form_rate_limited",
 ]

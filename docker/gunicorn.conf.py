@@ -18,7 +18,7 @@ Everything here can be overridden on the command line or through the environment
 - ``GUNICORN_KEEPALIVE`` (75 s): longer than a load balancer's idle timeout (60 s on most), so
   that the balancer, not us, closes idle connections.
 - ``GUNICORN_MAX_REQUESTS`` (0: never): recycle a worker after that many requests (+ jitter).
-- ``FORWARDED_ALLOW_IPS`` (``127.0.0.1``): the proxies whose ``X-Forwarded-For`` /
+- ``FORWARDED_ALLOW_IPS`` (``127.0.0.1,::1``): the proxies whose ``X-Forwarded-For`` /
   ``X-Forwarded-Proto`` are trusted (client IP for rate limits, https for secure cookies).
 
 Startup: every worker runs the ``startup`` system checks (``config/checks.py``) once the app is
@@ -62,14 +62,14 @@ def available_cores() -> int:
 
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT') or 8000}"
-worker_class = "config.workers.DjangoUvicornWorker"
+worker_class = "config.server.UvicornWorker"
 workers = _env_int("WEB_CONCURRENCY", 2 * available_cores() + 1)
 timeout = _env_int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 120)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # The app logs one JSON line per request itself (config.access); gunicorn's would repeat it.
 accesslog = None
 errorlog = "-"

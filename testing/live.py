@@ -89,6 +89,7 @@ def run_server(
     cmd = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--no-access-log",
+        "--http", "config.server:HttpProtocol",
     ]  # fmt: skip
     with _serve("server", cmd, port, env, timeout=timeout, keep_log=keep_log) as url:
         yield url
@@ -129,8 +130,8 @@ def run_gunicorn(
     timeout: float = 60.0,
     keep_log: bool = False,
 ) -> Iterator[str]:
-    """Serve the project as production does (gunicorn with ``workers`` uvicorn workers and
-    ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
+    """Serve the project as production does (gunicorn with ``workers`` uvicorn workers of
+    ``config.server`` and ``docker/gunicorn.conf.py``) on a free port; yields its base URL."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "gunicorn", app,
@@ -152,5 +153,29 @@ def fake_llm_env(llm_base_url: str, **extra: str) -> dict[str, str]:
         "OPENAI_API_KEY": "test-key",
         "LLM_MODEL_NAME": "gpt-test",
         "LLM_MAX_RETRIES": "0",
+        **extra,
+    }
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    """``database_env()`` as production runs (``APP_ENV=production``: DEBUG off, the pools,
+    fail-fast settings) over plain HTTP on 127.0.0.1, with the offline model. The secret key is
+    the tests' own, so that tokens made in the test process authenticate."""
+    from django.conf import settings
+
+    return {
+        **database_env(),
+        "APP_ENV": "production",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "FIRST_SUPERUSER": "",
+        "FIRST_SUPERUSER_PASSWORD": "",
+        "LLM_MODEL_PROVIDER": "offline",
+        "LLM_MODEL_NAME": "offline",
+        "OFFLINE_MODEL_STREAM_DELAY": "0",
+        "LANGFUSE_ENABLED": "false",
+        "RATE_LIMIT_PER_MINUTE": "10000",
+        "LOGIN_RATE_LIMIT": "10000/m",
         **extra,
     }

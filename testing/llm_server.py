@@ -54,6 +54,8 @@ class Reply:
     status: int = 200
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    # Sent as-is with a 200 instead of a completion: a broken upstream.
+    raw: bytes | None = None
 
     @classmethod
     def text(
@@ -104,6 +106,11 @@ class Reply:
     ) -> Reply:
         """An error answer; ``headers`` e.g. ``{"Retry-After": "1"}`` on a 429."""
         return cls(status=status, message=message, delay=delay, headers=dict(headers or {}))
+
+    @classmethod
+    def garbage(cls, body: bytes = b"<html>not json{", *, delay: float = 0.0) -> Reply:
+        """Answer 200 with ``body`` as the JSON (or event-stream) response: malformed output."""
+        return cls(raw=body, delay=delay)
 
     @classmethod
     def hang(cls, seconds: float) -> Reply:
@@ -216,6 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ClientGone  # the server is stopping: drop the request
             if reply.is_error:
                 self._send_error(reply.status, reply.message, reply.headers)
+            elif reply.raw is not None:
+                self._send_raw(reply.raw, stream=stream)
             elif stream:
                 self._stream(body, reply)
             else:
@@ -228,6 +237,14 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             owner._leave()
         owner._record_finished()
+
+    def _send_raw(self, body: bytes, *, stream: bool) -> None:
+        self.send_response(200)
+        content_type = "text/event-stream" if stream else "application/json"
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     # -- streaming ------------------------------------------------------------------------
     def _write_chunk(self, data: bytes) -> None:

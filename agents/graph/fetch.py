@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -136,6 +137,10 @@ _TEXTUAL_CONTENT_TYPES = (
 )
 
 
+# RFC 9110 field names: one or more "tchar".
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _clean_headers(headers: dict[str, str] | None) -> dict[str, str]:
     cleaned: dict[str, str] = {}
     for key, value in (headers or {}).items():
@@ -145,6 +150,13 @@ def _clean_headers(headers: dict[str, str] | None) -> dict[str, str]:
         # h11 would reject these too, but a clear message helps the model fix its call.
         if any(c in key + value for c in "\r\n\0"):
             raise FetchError("invalid_request", f"Header {key!r} contains a control character.")
+        if not _HEADER_NAME.fullmatch(key.strip()):
+            raise FetchError("invalid_request", f"Header name {key!r} is not a valid token.")
+        if not value.isascii():  # httpx encodes header values as ASCII (a crash otherwise)
+            raise FetchError(
+                "invalid_request",
+                f"Header {key!r} has non-ASCII characters: percent-encode or drop them.",
+            )
         cleaned[key.strip()] = value
     return cleaned
 

@@ -416,6 +416,25 @@ def test_header_injection_is_rejected(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Name": "Jos\u00e9"},
+        {"X-Emoji": "\U0001f600"},
+        {"X-\u00e9": "v"},
+        {"bad name": "v"},
+        {"": "v"},
+    ],
+    ids=["latin-1-value", "emoji-value", "non-ascii-name", "space-in-name", "empty-name"],
+)
+def test_invalid_header_is_a_tool_error_not_a_crash(server: Server, headers: dict) -> None:
+    get_tool, post_tool = tools(HttpToolConfig(allowed_networks=LOCAL))
+    for tool in (get_tool, post_tool):
+        result = call(tool, url=server.url("/echo"), headers=headers)
+        assert result["code"] == "invalid_request", result
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
     "target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/admin"]
 )
 def test_redirect_to_blocked_address_is_refused(

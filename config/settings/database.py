@@ -34,6 +34,10 @@ else:
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
         }
         _db["CONN_MAX_AGE"] = 0
+        # Django then gives the pool psycopg_pool's ``check_connection``: a connection the
+        # server has closed while it sat idle (a restart, a failover, pg_terminate_backend, an
+        # idle timeout) is found dead on checkout and replaced, instead of failing a request.
+        _db["CONN_HEALTH_CHECKS"] = True
     else:
         _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
         _db["CONN_HEALTH_CHECKS"] = True

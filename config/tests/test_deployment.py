@@ -313,7 +313,7 @@ def test_gunicorn_runs_uvicorn_workers_per_core_with_long_timeouts() -> None:
     cores = runpy.run_path(str(BASE_DIR / "docker" / "gunicorn.conf.py"))["available_cores"]()
     assert cores >= 1
     defaults = gunicorn_settings()
-    assert defaults["worker_class"] == "config.workers.DjangoUvicornWorker"
+    assert defaults["worker_class"] == "config.server.UvicornWorker"
     assert defaults["workers"] == 2 * cores + 1
     assert defaults["bind"] == "0.0.0.0:8000"
     assert defaults["timeout"] >= 120  # an LLM call may take LLM_TIMEOUT_SECONDS x retries

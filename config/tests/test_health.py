@@ -25,9 +25,9 @@ def test_readyz_when_everything_answers(client):
     ("env", "failed"),
     [
         ({"DATABASE_URL": "postgres://postgres@127.0.0.1:1/agents"}, "database"),
-        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "cache"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0", "RATE_LIMIT_FAIL_OPEN": "false"}, "cache"),
     ],
-    ids=["database-down", "redis-down"],
+    ids=["database-down", "redis-down-limits-fail-closed"],
 )
 def test_readyz_names_what_is_down(env, failed):
     with run_server({"APP_ENV": "local", "DATABASE_URL": "", "REDIS_URL": "", **env}) as url:
@@ -39,3 +39,14 @@ def test_readyz_names_what_is_down(env, failed):
         assert body["failed"] == [failed]
         assert body["code"] == "not_ready"
         assert failed in body["detail"]
+
+
+@pytest.mark.live
+def test_readyz_reports_redis_down_as_degraded_when_limits_fail_open():
+    env = {"APP_ENV": "local", "DATABASE_URL": "", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    with run_server({**env, "RATE_LIMIT_FAIL_OPEN": "true"}) as url:
+        response = httpx.get(f"{url}/readyz", timeout=30)
+        assert response.status_code == HTTPStatus.OK
+        assert response.json()["status"] == "degraded"
+        assert response.json()["degraded"] == ["cache"]
+        assert httpx.head(f"{url}/readyz", timeout=30).status_code == HTTPStatus.OK

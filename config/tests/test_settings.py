@@ -94,3 +94,40 @@ def test_local_defaults(settings):
     assert settings.APP_ENV == "test"
     assert settings.FIRST_SUPERUSER == "admin@example.com"
     assert settings.DEBUG is False
+
+
+def test_values_starting_with_a_dollar_are_read_literally(monkeypatch):
+    from config.env import env
+
+    monkeypatch.setenv("TEST_DOLLAR_SECRET", "$ecret-value")
+    monkeypatch.setenv("TEST_DOLLAR_LIST", "$a,$b")
+    monkeypatch.setenv("ecret-value", "the wrong variable")
+    assert env.str("TEST_DOLLAR_SECRET", default="") == "$ecret-value"
+    assert env.list("TEST_DOLLAR_LIST", default=[]) == ["$a", "$b"]
+    monkeypatch.setenv("TEST_DOLLAR_URL", "$postgres://u:p@h:5432/d")
+    assert env.str("TEST_DOLLAR_URL") == "$postgres://u:p@h:5432/d"
+    assert env.str("TEST_DOLLAR_MISSING", default="fallback") == "fallback"
+
+
+def test_a_dollar_secret_key_reaches_the_settings():
+    code = (
+        "from django.conf import settings; print(settings.SECRET_KEY); "
+        "print(settings.DATABASES['default']['PASSWORD'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=BASE_DIR,
+        env={
+            **os.environ,
+            "APP_ENV": "test",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "$3cret-key-that-starts-with-a-dollar-sign-and-is-long-enough",
+            "DATABASE_URL": "postgres://user:%24pw@127.0.0.1:5432/db",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[-2] == "$3cret-key-that-starts-with-a-dollar-sign-and-is-long-enough"
+    assert lines[-1] == "$pw"

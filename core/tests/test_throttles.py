@@ -262,7 +262,9 @@ def test_login_endpoints_share_a_per_ip_limit(settings, api_client):
     )
     assert metric("ratelimit_rejections_total", "login") == rejected_before + 2
 
-    # ...while another IP logs in.
+    # ...while another IP logs in (to another account: this one has its own limit too).
+    other = UserFactory()
+    right = {"username": other.email, "password": DEFAULT_PASSWORD}
     response = api_client.post(LOGIN, right, REMOTE_ADDR=fresh_ip("3/m"))
     assert response.status_code == HTTPStatus.OK
     assert response.json()["access_token"]
@@ -515,7 +517,8 @@ def test_an_unreachable_cache_fails_open_then_closed(settings, caplog):
             assert response.status_code == HTTPStatus.BAD_REQUEST
             assert "X-RateLimit-Limit" not in response
     assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "core.throttles"] == [
-        "Rate limit 'login' not checked, request let through"
+        "Rate limit 'login' not checked, request let through",
+        "Rate limit 'login-account' not checked, request let through",
     ] * 2
 
     settings.RATE_LIMIT_FAIL_OPEN = False
