@@ -319,7 +319,7 @@ def test_gunicorn_runs_uvicorn_workers_per_core_with_long_timeouts() -> None:
     assert defaults["timeout"] >= 120  # an LLM call may take LLM_TIMEOUT_SECONDS x retries
     assert defaults["graceful_timeout"] >= 60  # runs in flight finish on SIGTERM
     assert defaults["keepalive"] > 60  # above a load balancer's idle timeout
-    assert defaults["forwarded_allow_ips"] == "127.0.0.1"
+    assert defaults["forwarded_allow_ips"] == "127.0.0.1,::1"
     assert defaults["control_socket_disable"] is True
     overridden = gunicorn_settings(
         WEB_CONCURRENCY="5", PORT="9000", GUNICORN_TIMEOUT="300", FORWARDED_ALLOW_IPS="10.0.0.2"
