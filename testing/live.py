@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -163,7 +164,7 @@ def production_env(**extra: str) -> dict[str, str]:
     the tests' own, so that tokens made in the test process authenticate."""
     from django.conf import settings
 
-    return {
+    env = {
         **database_env(),
         "APP_ENV": "production",
         "SECRET_KEY": settings.SECRET_KEY,
@@ -179,3 +180,22 @@ def production_env(**extra: str) -> dict[str, str]:
         "LOGIN_RATE_LIMIT": "10000/m",
         **extra,
     }
+    # Production refuses to start without collectstatic's manifest (config.E002).
+    env.setdefault("STATIC_ROOT", collected_static_root())
+    return env
+
+
+@functools.cache
+def collected_static_root() -> str:
+    """A STATIC_ROOT that ``collectstatic`` has filled (once per test process), manifest and all."""
+    root = BASE_DIR / "var" / f"test-static-{os.getpid()}"
+    env = {
+        **os.environ,
+        "APP_ENV": "production",  # the manifest storage, as production collects
+        "SECRET_KEY": "collectstatic-only-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "STATIC_ROOT": str(root),
+    }
+    command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
+    subprocess.run(command, cwd=BASE_DIR, env=env, check=True, timeout=300)
+    return str(root)
