@@ -174,6 +174,23 @@ def test_the_stack_has_every_service_port_and_healthcheck(docker_config: str) ->
     assert services["langfuse-worker"]["image"].endswith(f":{version}")
 
 
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(docker_config: str) -> None:
+    # The scores and judge calls of evaluation jobs are counted in the worker's processes: the
+    # backend's /metrics never has them, so each worker serves its own and Prometheus finds it.
+    worker = resolved(docker_config)["services"]["worker"]
+    port = int(worker["environment"]["WORKER_METRICS_PORT"])
+    assert worker["environment"]["WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert not worker.get("ports"), "the worker's metrics have no token: never published"
+    config = yaml.safe_load((BASE_DIR / "docker" / "prometheus" / "prometheus.yml").read_text())
+    targets = [
+        (name, sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    ]
+    assert ("worker", port) in targets
+
+
 def test_every_secret_default_is_listed_refused_and_documented() -> None:
     text = "\n".join(line.split("#")[0] for line in COMPOSE_FILE.read_text().splitlines())
     defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", text))
