@@ -307,6 +307,10 @@ def test_the_image_is_multi_stage_non_root_with_static_files_and_a_healthcheck()
     assert "PASSWORD" not in env_block
     ignored = (BASE_DIR / ".dockerignore").read_text().splitlines()
     assert {".env", ".env.*", ".git", ".venv"} <= set(ignored)
+    # The non-root user may write what the app writes under /app: `manage.py evaluate`'s
+    # reports (EVALUATION_REPORTS_DIR's default) among them.
+    [chown] = [line for line in dockerfile.splitlines() if "chown app:app" in line]
+    assert {"/app/var", "/app/reports"} <= set(chown.split()), chown
 
 
 def gunicorn_settings(**env: str) -> dict[str, Any]:
