@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import time
@@ -123,7 +124,8 @@ def parse_since(value: str | None) -> timedelta:
             f"'{value}' is not a duration: use a number and s, m, h, d or w (90m, 24h, 7d).",
             code="invalid_since",
         ) from None
-    if amount <= 0 or amount * units[unit] > 10 * 365 * 86400:
+    # float() takes nan and inf too: neither is a window (timedelta refuses nan).
+    if not math.isfinite(amount) or amount <= 0 or amount * units[unit] > 10 * 365 * 86400:
         raise EvaluationError(f"'{value}' is not a usable duration.", code="invalid_since")
     return timedelta(seconds=amount * units[unit])
 

@@ -43,3 +43,11 @@ if EVALUATION_JOBS_BACKEND == "celery" and not CELERY_BROKER_URL:
     raise ImproperlyConfigured(
         "EVALUATION_JOBS_BACKEND=celery needs CELERY_BROKER_URL (or REDIS_URL)."
     )
+
+# The worker's own Prometheus endpoint (its judge calls and scores; the backend's /metrics only
+# sees its own processes): `celery -A config worker` serves http://HOST:PORT/metrics when PORT
+# is set (0: off). It has no token: bind it to an address only Prometheus reaches.
+WORKER_METRICS_PORT: int = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_HOST: str = env.str("WORKER_METRICS_HOST", default="") or "127.0.0.1"
+if not 0 <= WORKER_METRICS_PORT <= 65535:
+    raise ImproperlyConfigured(f"WORKER_METRICS_PORT={WORKER_METRICS_PORT} is not a port.")

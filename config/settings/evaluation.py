@@ -31,13 +31,17 @@ EVALUATION_TEMPERATURE: float = env.float("EVALUATION_TEMPERATURE", default=0.0)
 EVALUATION_MAX_TOKENS: int = env.int("EVALUATION_MAX_TOKENS", default=512)
 
 # The metric prompts: one markdown file per metric (a new file is a new metric).
-EVALUATION_METRICS_DIR: str = env.str(
-    "EVALUATION_METRICS_DIR", default=str(BASE_DIR / "evaluations" / "metrics" / "prompts")
+# Empty (as .env.example has them) means the default; a relative folder is under the project
+# root, wherever the command runs from.
+EVALUATION_METRICS_DIR: str = str(
+    BASE_DIR / (env.str("EVALUATION_METRICS_DIR", default="") or "evaluations/metrics/prompts")
 )
-EVALUATION_REPORTS_DIR: str = env.str("EVALUATION_REPORTS_DIR", default=str(BASE_DIR / "reports"))
+EVALUATION_REPORTS_DIR: str = str(
+    BASE_DIR / (env.str("EVALUATION_REPORTS_DIR", default="") or "reports")
+)
 # The owner of the runs `manage.py evaluate --dataset` makes (created on first use).
-EVALUATION_DATASET_USER: str = env.str(
-    "EVALUATION_DATASET_USER", default="evaluation-dataset@localhost"
+EVALUATION_DATASET_USER: str = (
+    env.str("EVALUATION_DATASET_USER", default="") or "evaluation-dataset@localhost"
 )
 
 # Background jobs: EVALUATION_JOBS_BACKEND is decided in config.settings.celery.

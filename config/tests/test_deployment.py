@@ -174,6 +174,23 @@ def test_the_stack_has_every_service_port_and_healthcheck(docker_config: str) ->
     assert services["langfuse-worker"]["image"].endswith(f":{version}")
 
 
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(docker_config: str) -> None:
+    # The scores and judge calls of evaluation jobs are counted in the worker's processes: the
+    # backend's /metrics never has them, so each worker serves its own and Prometheus finds it.
+    worker = resolved(docker_config)["services"]["worker"]
+    port = int(worker["environment"]["WORKER_METRICS_PORT"])
+    assert worker["environment"]["WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert not worker.get("ports"), "the worker's metrics have no token: never published"
+    config = yaml.safe_load((BASE_DIR / "docker" / "prometheus" / "prometheus.yml").read_text())
+    targets = [
+        (name, sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    ]
+    assert ("worker", port) in targets
+
+
 def test_every_secret_default_is_listed_refused_and_documented() -> None:
     text = "\n".join(line.split("#")[0] for line in COMPOSE_FILE.read_text().splitlines())
     defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", text))
@@ -290,6 +307,10 @@ def test_the_image_is_multi_stage_non_root_with_static_files_and_a_healthcheck()
     assert "PASSWORD" not in env_block
     ignored = (BASE_DIR / ".dockerignore").read_text().splitlines()
     assert {".env", ".env.*", ".git", ".venv"} <= set(ignored)
+    # The non-root user may write what the app writes under /app: `manage.py evaluate`'s
+    # reports (EVALUATION_REPORTS_DIR's default) among them.
+    [chown] = [line for line in dockerfile.splitlines() if "chown app:app" in line]
+    assert {"/app/var", "/app/reports"} <= set(chown.split()), chown
 
 
 def gunicorn_settings(**env: str) -> dict[str, Any]:

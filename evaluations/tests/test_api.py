@@ -87,6 +87,8 @@ def test_staff_evaluate_anyones_runs_others_get_404(user, client_for) -> None:
     [
         ({"metrics": ["kindness"]}, None),
         ({"since": "yesterday"}, None),
+        ({"since": "nanm"}, None),
+        ({"since": "-infh"}, None),
         ({"run_ids": "not-a-list"}, "run_ids"),
         ({"run_ids": ["nope"]}, "run_ids"),
         ({"run_ids": []}, "run_ids"),

@@ -94,6 +94,7 @@ def test_dry_run_lists_and_changes_nothing(judge_server, reports_dir) -> None:
     ("args", "message"),
     [
         (["--since", "soon"], "'soon' is not a duration"),
+        (["--since", "nan"], "'nan' is not a usable duration"),
         (["--metric", "kindness"], "Unknown metric(s): kindness"),
         (["--run-id", "nope"], "--run-id: not a run id"),
         (["--limit", "0"], "--limit must be at least 1"),
