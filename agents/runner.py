@@ -32,7 +32,7 @@ from accounts.models import User
 from agents import metrics, services
 from agents.budget import check_token_budget
 from agents.checkpointer import get_checkpointer
-from agents.directory import tools_for_user
+from agents.directory import http_tool_config, tool_templates, tools_for_user
 from agents.errors import (
     AgentRunError,
     LLMTimeout,
@@ -51,6 +51,7 @@ from agents.events import (
 )
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
+from agents.graph.state import RunContext
 from agents.graph.tools import read_tool_error
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 TOOL_OUTPUT_CHARS = 2000
 DISCONNECTED = "cancelled: the client disconnected"
+DURABILITY = "async"  # LangGraph's default: a checkpoint after every step
 
 
 # -- the public lifecycle ---------------------------------------------------------------------
@@ -115,7 +117,8 @@ def agent_run_execute(
     with _traced(execution) as trace:
         metrics.run_started()
         try:
-            execution.graph = _graph_build(run=run, model=model, checkpointer=checkpointer)
+            execution.graph = _graph_for(model=model, checkpointer=checkpointer)
+            execution.context = RunContext(tools=tools_for_user(user=run.user))
             yield RunEvent(
                 run_id=str(run.id), thread_id=str(run.thread_id), trace_id=trace.trace_id
             )
@@ -278,6 +281,7 @@ class _Execution:
     state: _RunState
     cancel: threading.Event | None
     graph: Any = None  # the compiled LangGraph graph, once built
+    context: RunContext | None = None  # the caller's tools, for the graph
     started: float = field(default_factory=time.perf_counter)
     trace_id: str = ""
 
@@ -316,17 +320,39 @@ def _execution_prepare(
     )
 
 
-def _graph_build(
-    *, run: AgentRun, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None
-) -> Any:
-    """The agent's graph, with the tools the run's user may use."""
-    return build_graph(
-        model=model or get_chat_model(),
-        tools=tools_for_user(user=run.user),
-        checkpointer=checkpointer or get_checkpointer(),
-        max_steps=settings.AGENT_MAX_STEPS,
-        max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
+_graphs_lock = threading.Lock()
+_graphs: dict[tuple[Any, ...], tuple[BaseChatModel, BaseCheckpointSaver, Any]] = {}
+_GRAPHS_KEPT = 4
+
+
+def _graph_for(*, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None) -> Any:
+    """The agent's graph, compiled once per process for a model, checkpointer and tool set.
+
+    Compiling (and binding the tool schemas to the model) costs milliseconds; a run brings its
+    caller's tools in its ``RunContext`` instead. Rebuilt when the settings it depends on change
+    (tests); a few are kept, for callers that pass their own model or checkpointer.
+    """
+    model = model or get_chat_model()
+    checkpointer = checkpointer or get_checkpointer()
+    http = http_tool_config()
+    max_steps, max_history = settings.AGENT_MAX_STEPS, settings.AGENT_MAX_HISTORY_MESSAGES
+    key = (id(model), id(checkpointer), http, max_steps, max_history)
+    with _graphs_lock:
+        entry = _graphs.get(key)
+        if entry is not None and entry[0] is model and entry[1] is checkpointer:
+            return entry[2]
+    graph = build_graph(
+        model=model,
+        tools=tool_templates(http),
+        checkpointer=checkpointer,
+        max_steps=max_steps,
+        max_history_messages=max_history,
     )
+    with _graphs_lock:
+        while len(_graphs) >= _GRAPHS_KEPT:
+            del _graphs[next(iter(_graphs))]
+        _graphs[key] = (model, checkpointer, graph)
+    return graph
 
 
 @contextmanager
@@ -356,7 +382,11 @@ def _graph_stream(execution: _Execution) -> Iterator[AgentEvent]:
     for the pending checkpoint writes, so a repair afterwards sees every open tool call."""
     state = execution.state
     stream = execution.graph.stream(
-        execution.graph_input, execution.config, stream_mode=execution.modes
+        execution.graph_input,
+        execution.config,
+        context=execution.context,
+        stream_mode=execution.modes,
+        durability=DURABILITY,
     )
     try:
         for mode, chunk in stream:

@@ -11,7 +11,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.graph.nodes import make_executor, make_planner, make_router, make_tool_node, step_limit
-from agents.graph.state import AgentState
+from agents.graph.state import AgentState, RunContext
 
 
 def build_graph(
@@ -22,8 +22,12 @@ def build_graph(
     max_steps: int = 8,
     max_history_messages: int = 40,
 ) -> CompiledStateGraph:
-    """planner → executor → (tools → executor)* → END; ``step_limit`` ends a looping agent."""
-    graph: StateGraph[Any] = StateGraph(AgentState)
+    """planner → executor → (tools → executor)* → END; ``step_limit`` ends a looping agent.
+
+    Compile it once and run it for many callers: ``tools`` give the model its tool schemas, and
+    a run passes its caller's own tools (same names) as ``context=RunContext(tools=...)``.
+    """
+    graph: StateGraph[Any] = StateGraph(AgentState, context_schema=RunContext)
     graph.add_node("planner", make_planner(model, [t.name for t in tools], max_history_messages))  # type: ignore[call-overload]
     graph.add_node("executor", make_executor(model, tools, max_history_messages))  # type: ignore[call-overload]
     graph.add_node("tools", make_tool_node(tools))  # type: ignore[call-overload]
