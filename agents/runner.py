@@ -62,7 +62,12 @@ logger = logging.getLogger(__name__)
 
 TOOL_OUTPUT_CHARS = 2000
 DISCONNECTED = "cancelled: the client disconnected"
-DURABILITY = "async"  # LangGraph's default: a checkpoint after every step
+# Checkpoint once, when the run ends (successfully or not: LangGraph then also saves the writes
+# of the failed step), instead of after every step: one checkpoint write a run instead of six.
+# A later turn sees the earlier ones, and a failed run's open tool calls are in the saved state
+# for the repair. What it gives up: a process killed mid-run loses that turn from the memory
+# (its run record stays "running").
+DURABILITY = "exit"
 
 
 # -- the public lifecycle ---------------------------------------------------------------------
