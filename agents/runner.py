@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, transaction
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
@@ -87,16 +88,21 @@ def agent_run_start(
     are read here, once, and stored on the run: the rest of the run uses those.
     """
     check_token_budget(user)
-    thread = services.thread_resolve_for_run(user=user, thread_id=thread_id, first_message=message)
     info = model_info()
-    return services.run_start(
-        user=user,
-        thread=thread,
-        message=message,
-        metadata=metadata or {},
-        provider=info.provider,
-        model=info.model,
-    )
+    with transaction.atomic():  # the thread, the run and the thread's activity: one commit
+        thread = services.thread_resolve_for_run(
+            user=user, thread_id=thread_id, first_message=message
+        )
+        run = services.run_start(
+            user=user,
+            thread=thread,
+            message=message,
+            metadata=metadata or {},
+            provider=info.provider,
+            model=info.model,
+        )
+    _connection_release()
+    return run
 
 
 def agent_run_execute(
@@ -124,6 +130,7 @@ def agent_run_execute(
         try:
             execution.graph = _graph_for(model=model, checkpointer=checkpointer)
             execution.context = RunContext(tools=tools_for_user(user=run.user))
+            _connection_release()
             yield RunEvent(
                 run_id=str(run.id), thread_id=str(run.thread_id), trace_id=trace.trace_id
             )
@@ -159,6 +166,19 @@ def agent_run(
     for _event in agent_run_execute(run=run, model=model, checkpointer=checkpointer):
         pass  # execute finishes ``run`` in place, or raises
     return run
+
+
+def _connection_release() -> None:
+    """Hand this thread's database connection back to Django's pool while the run waits on the
+    model: a run holds it for milliseconds of queries, not for seconds of LLM calls, so that a
+    pool of ten serves many more runs in flight. The next query takes one again. Not inside a
+    transaction (the caller's, or a test's), and not without a pool (closing would reconnect)."""
+    connection = connections["default"]
+    if connection.in_atomic_block or not (connection.settings_dict.get("OPTIONS") or {}).get(
+        "pool"
+    ):
+        return
+    connection.close()
 
 
 # -- what a run learns from the graph ---------------------------------------------------------

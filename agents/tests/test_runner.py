@@ -416,3 +416,28 @@ def test_a_run_whose_model_cannot_be_built_is_finished_not_left_running(
     assert stored.status == AgentRun.Status.ERROR
     assert stored.error.startswith("agent_error: ")
     assert stored.finished_at is not None
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_run_holds_no_database_connection_while_it_waits_on_the_model(
+    llm_server: FakeLLMServer,
+) -> None:
+    """With Django's connection pool, a run gives its connection back while the LLM answers,
+    so that ten pooled connections serve more than ten runs in flight."""
+    pool = connection.pool
+    assert pool is not None, "the services run uses Django's connection pool"
+    in_use: list[int] = []
+
+    def reply(body: dict[str, Any]) -> Reply:
+        stats = pool.get_stats()
+        in_use.append(stats["pool_size"] - stats["pool_available"])
+        return Reply.text("Hello.")
+
+    llm_server.responder = reply
+    run = agent_run(user=UserFactory(), message="Hello")
+
+    assert run.status == AgentRun.Status.SUCCESS
+    assert run.response == "Hello."
+    assert len(in_use) == 2  # planner, executor
+    assert in_use == [0, 0]
