@@ -35,6 +35,8 @@ def _recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessag
     calls), it is kept whole, so the model always sees the question it is answering.
     """
     messages = list(messages)
+    if len(messages) <= max_messages and (not messages or isinstance(messages[0], HumanMessage)):
+        return messages  # what trim_messages returns here, without its per-call inspection
     trimmed: list[AnyMessage] = trim_messages(  # type: ignore[assignment]
         messages,
         max_tokens=max_messages,
