@@ -50,13 +50,17 @@ def save(name: str, label: str, result: dict[str, Any]) -> Path:
     return path
 
 
-def overhead(*, runs: int = 300, warmup: int = 30, smoke: bool = False) -> dict[str, Any]:
+def overhead(
+    *, runs: int = 300, warmup: int = 30, tracing: bool = True, smoke: bool = False
+) -> dict[str, Any]:
     """LLM latency 0, one client: what the service itself costs per run."""
     runs, warmup = (5, 2) if smoke else (runs, warmup)
-    with bench_app(name="overhead", users=4, llm_latency=0.0) as app:
+    env = {} if tracing else {"LANGFUSE_ENABLED": "false"}
+    with bench_app(name="overhead", users=4, llm_latency=0.0, env_extra=env) as app:
         result = _load(app, concurrency=1, count=runs, warmup=warmup)
-        result.update(_traced(app, runs + warmup))
-    return {"scenario": "overhead", "machine": machine(), **result}
+        if tracing:
+            result.update(_traced(app, runs + warmup))
+    return {"scenario": "overhead", "machine": machine(), "tracing": tracing, **result}
 
 
 def throughput(
