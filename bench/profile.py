@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.app import ROOT, bench_app  # noqa: E402
-from bench.load import run_load, summarise  # noqa: E402
+from bench.app import ROOT, bench_app
+from bench.load import run_load, summarise
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
@@ -49,10 +49,11 @@ def main() -> None:
     raw.parent.mkdir(parents=True, exist_ok=True)
     with bench_app(name="profile", users=4, llm_latency=0.0) as app:
         asyncio.run(run_load(url=app.url, tokens=app.tokens, concurrency=2, count=40))  # warm
+        spy = [str(PY_SPY), "record", "--pid", str(app.master_pid), "--subprocesses"]
+        spy += ["--rate", "200", "--nonblocking", "--gil"]  # on-CPU Python only
         spies = [
             subprocess.Popen(
-                [str(PY_SPY), "record", "--pid", str(app.master_pid), "--subprocesses",
-                 "--rate", "200", "--nonblocking", "--format", fmt, "--output", out],  # fmt: skip
+                [*spy, "--format", fmt, "--output", out],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
