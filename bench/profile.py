@@ -49,11 +49,11 @@ def main() -> None:
     raw.parent.mkdir(parents=True, exist_ok=True)
     with bench_app(name="profile", users=4, llm_latency=0.0) as app:
         asyncio.run(run_load(url=app.url, tokens=app.tokens, concurrency=2, count=40))  # warm
-        spy = [str(PY_SPY), "record", "--pid", str(app.master_pid), "--subprocesses"]
-        spy += ["--rate", "200", "--nonblocking", "--gil"]  # on-CPU Python only
+        command = [str(PY_SPY), "record", "--pid", str(app.master_pid), "--subprocesses"]
+        command += ["--rate", "200", "--nonblocking", "--gil"]  # on-CPU Python only
         spies = [
             subprocess.Popen(
-                [*spy, "--format", fmt, "--output", out],
+                [*command, "--format", fmt, "--output", out],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
