@@ -24,6 +24,8 @@ def main() -> None:
     for path in sys.argv[1:]:
         data = json.loads(Path(path).read_text())
         label = Path(path).stem.removeprefix("sweep-")
+        loads = [float(p["load"].split()[0]) for p in data["points"]]
+        label = f"{label} (load average {min(loads):.0f}-{max(loads):.0f})"
         series.append((label, data["points"]))
     OUT.mkdir(parents=True, exist_ok=True)
 

@@ -220,21 +220,16 @@ def history_explain(database: str, user_id: str, position: str) -> dict[str, str
 
     from bench.app import PG
 
-    # The SQL Django sends for the first page and for a cursor page (select_related, deferred
-    # JSON), as EXPLAIN ANALYZE sees it.
-    columns = (
-        "r.id, r.user_id, r.thread_id, r.input, r.response, r.status, r.error, r.latency_ms, "
-        "r.trace_id, r.provider, r.model, r.prompt_tokens, r.completion_tokens, r.total_tokens, "
-        "r.created_at, r.finished_at, t.*, u.*"
-    )
+    # The SQL Django sends for the first page and for a cursor page (``run_list_for_user``, the
+    # deferred JSON columns left out), as EXPLAIN ANALYZE sees it.
     base = (
-        f"SELECT {columns} FROM agents_agentrun r "
-        "JOIN agents_agentthread t ON t.id = r.thread_id JOIN accounts_user u ON u.id = r.user_id "
-        "WHERE r.user_id = %(user)s {extra} ORDER BY r.created_at DESC LIMIT 21"
+        "SELECT id, user_id, thread_id, input, response, status, error, latency_ms, trace_id, "
+        "provider, model, prompt_tokens, completion_tokens, total_tokens, created_at, finished_at "
+        "FROM agents_agentrun WHERE user_id = %(user)s {extra} ORDER BY created_at DESC LIMIT 21"
     )
     plans = {}
     with psycopg.connect(f"{PG}/{database}", autocommit=True) as conn:
-        for name, extra in (("first_page", ""), ("deep_page", "AND r.created_at < %(pos)s")):
+        for name, extra in (("first_page", ""), ("deep_page", "AND created_at < %(pos)s")):
             rows = conn.execute(
                 "EXPLAIN (ANALYZE, BUFFERS) " + base.format(extra=extra),
                 {"user": user_id, "pos": position},
