@@ -22,6 +22,11 @@ from bench.load import run_load, summarise
 RESULTS = ROOT / "var" / "bench"
 
 
+def _db(name: str, smoke: bool) -> str:
+    """The scenario's database: the suite's smoke never drops a benchmark's that is running."""
+    return f"{name}_smoke" if smoke else name
+
+
 def _load(app: BenchApp, **kwargs: Any) -> dict[str, Any]:
     app.llm_timings()  # forget the set-up's requests
     samples, resources = asyncio.run(
@@ -56,7 +61,7 @@ def overhead(
     """LLM latency 0, one client: what the service itself costs per run."""
     runs, warmup = (5, 2) if smoke else (runs, warmup)
     env = {} if tracing else {"LANGFUSE_ENABLED": "false"}
-    with bench_app(name="overhead", users=4, llm_latency=0.0, env_extra=env) as app:
+    with bench_app(name=_db("overhead", smoke), users=4, llm_latency=0.0, env_extra=env) as app:
         result = _load(app, concurrency=1, count=runs, warmup=warmup)
         if tracing:
             result.update(_traced(app, runs + warmup))
@@ -68,7 +73,7 @@ def throughput(
 ) -> dict[str, Any]:
     """64 users, an LLM that takes 200 ms per call, 20 s."""
     duration, warmup = (2.0, 4) if smoke else (duration, users * 2)
-    with bench_app(name="throughput", users=users, llm_latency=latency) as app:
+    with bench_app(name=_db("throughput", smoke), users=users, llm_latency=latency) as app:
         result = _load(app, concurrency=users, duration=duration, warmup=warmup)
     return {"scenario": "throughput", "machine": machine(), "llm_latency_s": latency, **result}
 
@@ -83,7 +88,7 @@ def sweep(
     """Latency and throughput against concurrency (the plots of the doc)."""
     levels, duration = ((1, 2), 1.5) if smoke else (levels, duration)
     points = []
-    with bench_app(name="sweep", users=max(levels), llm_latency=latency) as app:
+    with bench_app(name=_db("sweep", smoke), users=max(levels), llm_latency=latency) as app:
         for level in levels:
             point = _load(app, concurrency=level, duration=duration, warmup=level)
             points.append({**point, "load": machine()["load_average"]})
@@ -101,7 +106,7 @@ def streaming(
     """16 concurrent streams: time to the first ``token`` event beyond the LLM's own."""
     duration, warmup = (2.0, 2) if smoke else (duration, streams * 2)
     with bench_app(
-        name="streaming", users=streams, llm_latency=latency, chunk_delay=chunk_delay
+        name=_db("streaming", smoke), users=streams, llm_latency=latency, chunk_delay=chunk_delay
     ) as app:
         result = _load(app, concurrency=streams, duration=duration, warmup=warmup, stream=True)
     return {
@@ -119,7 +124,7 @@ def memory(
     """Workers' resident memory and threads after ``first`` runs and after ``total``."""
     first, total = (4, 8) if smoke else (first, total)
     checkpoints = []
-    with bench_app(name="memory", users=concurrency, llm_latency=0.0) as app:
+    with bench_app(name=_db("memory", smoke), users=concurrency, llm_latency=0.0) as app:
         done = 0
         for target in (first, total):
             result = _load(app, concurrency=concurrency, count=target - done, warmup=0)
