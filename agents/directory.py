@@ -2,7 +2,8 @@
 
 :class:`ScopedDirectory` is the ``agents.graph.tools.Directory`` of one user: the look-ups the
 database tools make, through the ``accounts`` selectors, scoped to that user.
-:func:`tools_for_user` is the one entry point that gives a run its tools.
+:func:`tools_for_user` is the one entry point that gives a run its tools; :func:`tool_templates`
+are the same tools bound to nobody, which the graph (compiled once per process) is built with.
 """
 
 from __future__ import annotations
@@ -108,6 +109,21 @@ def http_tool_config() -> HttpToolConfig | None:
         allowed_hosts=tuple(settings.HTTP_TOOL_ALLOWED_HOSTS),
         allowed_networks=tuple(settings.HTTP_TOOL_ALLOWED_NETWORKS),
     )
+
+
+class _NoCaller:
+    """The directory of the graph's template tools: a look-up through it is a bug, and fails
+    closed (the tool answers an error), never with someone's data."""
+
+    def _refuse(self, *args: Any) -> Any:
+        raise RuntimeError("a template tool ran: pass the run's tools in its RunContext")
+
+    user_by_email = item_by_id = user_items = users = _refuse
+
+
+def tool_templates(http: HttpToolConfig | None) -> list[BaseTool]:
+    """The tools every run has, with their names, prompts and schemas, bound to no caller."""
+    return build_tools(_NoCaller(), http)
 
 
 def tools_for_user(*, user: User | None) -> list[BaseTool]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, transaction
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
@@ -32,7 +33,7 @@ from accounts.models import User
 from agents import metrics, services
 from agents.budget import check_token_budget
 from agents.checkpointer import get_checkpointer
-from agents.directory import tools_for_user
+from agents.directory import http_tool_config, tool_templates, tools_for_user
 from agents.errors import (
     AgentRunError,
     LLMTimeout,
@@ -53,6 +54,7 @@ from agents.events import (
 )
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
+from agents.graph.state import RunContext
 from agents.graph.tools import read_tool_error
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
@@ -63,6 +65,12 @@ logger = logging.getLogger(__name__)
 
 TOOL_OUTPUT_CHARS = 2000
 DISCONNECTED = "cancelled: the client disconnected"
+# Checkpoint once, when the run ends (successfully or not: LangGraph then also saves the writes
+# of the failed step), instead of after every step: one checkpoint write a run instead of six.
+# A later turn sees the earlier ones, and a failed run's open tool calls are in the saved state
+# for the repair. What it gives up: a process killed mid-run loses that turn from the memory
+# (its run record stays "running").
+DURABILITY = "exit"
 
 
 # -- the public lifecycle ---------------------------------------------------------------------
@@ -82,16 +90,21 @@ def agent_run_start(
     are read here, once, and stored on the run: the rest of the run uses those.
     """
     check_token_budget(user)
-    thread = services.thread_resolve_for_run(user=user, thread_id=thread_id, first_message=message)
     info = model_info()
-    return services.run_start(
-        user=user,
-        thread=thread,
-        message=message,
-        metadata=metadata or {},
-        provider=info.provider,
-        model=info.model,
-    )
+    with transaction.atomic():  # the thread, the run and the thread's activity: one commit
+        thread = services.thread_resolve_for_run(
+            user=user, thread_id=thread_id, first_message=message
+        )
+        run = services.run_start(
+            user=user,
+            thread=thread,
+            message=message,
+            metadata=metadata or {},
+            provider=info.provider,
+            model=info.model,
+        )
+    _connection_release()
+    return run
 
 
 def agent_run_execute(
@@ -117,7 +130,9 @@ def agent_run_execute(
     with _traced(execution) as trace:
         metrics.run_started()
         try:
-            execution.graph = _graph_build(run=run, model=model, checkpointer=checkpointer)
+            execution.graph = _graph_for(model=model, checkpointer=checkpointer)
+            execution.context = RunContext(tools=tools_for_user(user=run.user))
+            _connection_release()
             yield RunEvent(
                 run_id=str(run.id), thread_id=str(run.thread_id), trace_id=trace.trace_id
             )
@@ -153,6 +168,19 @@ def agent_run(
     for _event in agent_run_execute(run=run, model=model, checkpointer=checkpointer):
         pass  # execute finishes ``run`` in place, or raises
     return run
+
+
+def _connection_release() -> None:
+    """Hand this thread's database connection back to Django's pool while the run waits on the
+    model: a run holds it for milliseconds of queries, not for seconds of LLM calls, so that a
+    pool of ten serves many more runs in flight. The next query takes one again. Not inside a
+    transaction (the caller's, or a test's), and not without a pool (closing would reconnect)."""
+    connection = connections["default"]
+    if connection.in_atomic_block or not (connection.settings_dict.get("OPTIONS") or {}).get(
+        "pool"
+    ):
+        return
+    connection.close()
 
 
 # -- what a run learns from the graph ---------------------------------------------------------
@@ -282,6 +310,7 @@ class _Execution:
     state: _RunState
     cancel: threading.Event | None
     graph: Any = None  # the compiled LangGraph graph, once built
+    context: RunContext | None = None  # the caller's tools, for the graph
     started: float = field(default_factory=time.perf_counter)
     trace_id: str = ""
 
@@ -320,17 +349,39 @@ def _execution_prepare(
     )
 
 
-def _graph_build(
-    *, run: AgentRun, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None
-) -> Any:
-    """The agent's graph, with the tools the run's user may use."""
-    return build_graph(
-        model=model or get_chat_model(),
-        tools=tools_for_user(user=run.user),
-        checkpointer=checkpointer or get_checkpointer(),
-        max_steps=settings.AGENT_MAX_STEPS,
-        max_history_messages=settings.AGENT_MAX_HISTORY_MESSAGES,
+_graphs_lock = threading.Lock()
+_graphs: dict[tuple[Any, ...], tuple[BaseChatModel, BaseCheckpointSaver, Any]] = {}
+_GRAPHS_KEPT = 4
+
+
+def _graph_for(*, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver | None) -> Any:
+    """The agent's graph, compiled once per process for a model, checkpointer and tool set.
+
+    Compiling (and binding the tool schemas to the model) costs milliseconds; a run brings its
+    caller's tools in its ``RunContext`` instead. Rebuilt when the settings it depends on change
+    (tests); a few are kept, for callers that pass their own model or checkpointer.
+    """
+    model = model or get_chat_model()
+    checkpointer = checkpointer or get_checkpointer()
+    http = http_tool_config()
+    max_steps, max_history = settings.AGENT_MAX_STEPS, settings.AGENT_MAX_HISTORY_MESSAGES
+    key = (id(model), id(checkpointer), http, max_steps, max_history)
+    with _graphs_lock:
+        entry = _graphs.get(key)
+        if entry is not None and entry[0] is model and entry[1] is checkpointer:
+            return entry[2]
+    graph = build_graph(
+        model=model,
+        tools=tool_templates(http),
+        checkpointer=checkpointer,
+        max_steps=max_steps,
+        max_history_messages=max_history,
     )
+    with _graphs_lock:
+        while len(_graphs) >= _GRAPHS_KEPT:
+            del _graphs[next(iter(_graphs))]
+        _graphs[key] = (model, checkpointer, graph)
+    return graph
 
 
 @contextmanager
@@ -360,7 +411,11 @@ def _graph_stream(execution: _Execution) -> Iterator[AgentEvent]:
     for the pending checkpoint writes, so a repair afterwards sees every open tool call."""
     state = execution.state
     stream = execution.graph.stream(
-        execution.graph_input, execution.config, stream_mode=execution.modes
+        execution.graph_input,
+        execution.config,
+        context=execution.context,
+        stream_mode=execution.modes,
+        durability=DURABILITY,
     )
     try:
         for mode, chunk in stream:

@@ -16,7 +16,8 @@ from agents.models import AgentRun, AgentThread
 def run_list_for_user(*, user: User, filters: dict[str, Any] | None = None) -> QuerySet[AgentRun]:
     """The caller's runs; a superuser may ask for another user's with ``filters["user"]``."""
     filters = filters or {}
-    qs = AgentRun.objects.select_related("thread", "user")
+    # No joins: the list shows thread_id and user_id, and (user, -created_at) serves the page.
+    qs = AgentRun.objects.all()
     if user.is_superuser and filters.get("user"):
         qs = qs.filter(user_id=filters["user"])
     else:

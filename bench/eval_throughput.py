@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def start_judge(delay: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "judge_server.py"), "--delay", str(delay)],
         stdout=subprocess.PIPE,
         text=True,

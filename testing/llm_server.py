@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -144,6 +145,10 @@ def _split_fixed(text: str, size: int = 8) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
+def _has_content(event: dict[str, Any]) -> bool:
+    return any((c.get("delta") or {}).get("content") for c in event.get("choices") or [])
+
+
 class _ClientGone(Exception):
     """The client disconnected while we were writing a response."""
 
@@ -215,9 +220,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "Request body must be a JSON object")
             return
         owner = self.server.owner
+        arrived = time.monotonic()
         reply = owner._next_reply(body)
         stream = bool(body.get("stream"))
         owner._enter()
+        self.first_token_at: float | None = None
         try:
             if reply.delay and owner._sleep(reply.delay):
                 raise _ClientGone  # the server is stopping: drop the request
@@ -237,6 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             owner._leave()
         owner._record_finished()
+        if owner.record_timings:
+            owner._record_timing(body, arrived, self.first_token_at or time.monotonic())
 
     def _send_raw(self, body: bytes, *, stream: bool) -> None:
         self.send_response(200)
@@ -262,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             if i and reply.chunk_delay and owner._sleep(reply.chunk_delay):
                 raise _ClientGone
             self._write_chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+            if self.first_token_at is None and _has_content(event):
+                self.first_token_at = time.monotonic()
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -306,6 +317,12 @@ class FakeLLMServer:
         self.in_flight = 0  # requests being answered now
         self.max_in_flight = 0  # the most answered at once (concurrency seen by the server)
         self.default_reply: Reply | None = None
+        # Called for each request when nothing is queued: the reply for that request body.
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None
+        # With ``record_timings``, ``timings`` gets (request body, arrived, first content, end)
+        # per answered request, in time.monotonic() seconds (comparable across processes).
+        self.record_timings = False
+        self.timings: list[tuple[dict[str, Any], float, float, float]] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -363,6 +380,7 @@ class FakeLLMServer:
             self.finished_at.clear()
             self.received_at.clear()
             self.max_in_flight = 0
+            self.timings.clear()
             self._call_counter = 0
 
     @property
@@ -394,6 +412,8 @@ class FakeLLMServer:
             self.received_at.append(time.monotonic())
             if self._queue:
                 return self._queue.popleft()
+        if self.responder is not None:
+            return self.responder(body)
         if self.default_reply is not None:
             return self.default_reply
         users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
@@ -403,6 +423,10 @@ class FakeLLMServer:
     def _record_finished(self) -> None:
         with self._lock:
             self.finished_at.append(time.monotonic())
+
+    def _record_timing(self, body: dict[str, Any], arrived: float, first: float) -> None:
+        with self._lock:
+            self.timings.append((body, arrived, first, time.monotonic()))
 
     def _record_cancelled(self, body: dict[str, Any]) -> None:
         with self._lock:

@@ -18,10 +18,11 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from agents.graph.prompts import EXECUTOR_PROMPT, PLANNER_PROMPT, tool_list
-from agents.graph.state import AgentState
+from agents.graph.state import AgentState, RunContext
 from agents.graph.tools import read_tool_error, tool_error
 
 STEP_LIMIT_ERROR = "step_limit"
@@ -34,6 +35,8 @@ def _recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessag
     calls), it is kept whole, so the model always sees the question it is answering.
     """
     messages = list(messages)
+    if len(messages) <= max_messages and (not messages or isinstance(messages[0], HumanMessage)):
+        return messages  # what trim_messages returns here, without its per-call inspection
     trimmed: list[AnyMessage] = trim_messages(  # type: ignore[assignment]
         messages,
         max_tokens=max_messages,
@@ -98,15 +101,20 @@ def make_executor(
     return executor
 
 
-def make_tool_node(tools: list[BaseTool]) -> Callable[[AgentState], dict[str, Any]]:
+def make_tool_node(
+    tools: list[BaseTool],
+) -> Callable[[AgentState, Runtime[RunContext]], dict[str, Any]]:
     """Run the last AI message's tool calls in order, in this thread.
 
+    The tools run are the run's own (``RunContext.tools``) when it brings them, else ``tools``.
     Every call gets a ToolMessage, whatever happens: an unanswered tool call breaks the
     thread's next turn at the provider. Each message carries its duration for the run record.
     """
-    by_name = {tool.name: tool for tool in tools}
+    compiled = {tool.name: tool for tool in tools}
 
-    def tools_node(state: AgentState) -> dict[str, Any]:
+    def tools_node(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        context = runtime.context
+        by_name = {t.name: t for t in context.tools} if context and context.tools else compiled
         results: list[ToolMessage] = []
         for call in pending_tool_calls(state["messages"][-1]):
             name = str(call.get("name") or "")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, TypedDict
 
 from langchain_core.messages import AnyMessage
+from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
 
@@ -16,3 +19,14 @@ class AgentState(TypedDict, total=False):
     steps: int
     # Set when the graph stops the run itself (the step limit); None on a normal finish.
     error: str | None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one run brings to a graph compiled once per process (LangGraph's runtime context).
+
+    ``tools`` are the caller's own tools (their database scope); the graph was compiled with
+    tools of the same names and schemas, which the model sees, but it runs these.
+    """
+
+    tools: Sequence[BaseTool] = ()

@@ -636,3 +636,34 @@ def test_the_graph_package_imports_no_django_code() -> None:
                 continue
             for name in names:
                 assert not name.startswith(forbidden), f"{module.name} imports {name}"
+
+
+def test_the_short_history_shortcut_gives_what_trim_messages_gives() -> None:
+    from langchain_core.messages import trim_messages
+
+    from agents.graph.nodes import _recent
+
+    call = {"name": "list_users", "args": {}, "id": "c1"}
+    turns: list[list[Any]] = [
+        [],
+        [HumanMessage("hi")],
+        [HumanMessage("hi"), AIMessage("hello"), HumanMessage("users?")],
+        [
+            HumanMessage("users?"),
+            AIMessage("", tool_calls=[call]),
+            ToolMessage("{}", tool_call_id="c1"),
+            AIMessage("none"),
+        ],
+        [AIMessage("left over"), HumanMessage("hi")],  # not on a human turn: the slow path
+    ]
+    for messages in turns:
+        for limit in (len(messages), len(messages) + 5, 40):
+            expected = trim_messages(
+                messages,
+                max_tokens=limit,
+                token_counter=len,
+                strategy="last",
+                start_on="human",
+                allow_partial=False,
+            )
+            assert _recent(messages, limit) == expected, (messages, limit)

@@ -147,6 +147,36 @@ def test_a_superuser_asking_for_the_users_gets_them_all() -> None:
     assert "grace@example.com" in call["output"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_one_compiled_graph_runs_each_caller_with_their_own_tools() -> None:
+    """The graph is compiled once per process; each run's tools see only its own caller."""
+    from agents import runner
+
+    ada = UserFactory(email="ada@example.com")
+    grace = UserFactory(email="grace@example.com")
+
+    first = agent_run(user=ada, message=USERS_QUESTION)
+    graph = runner._graph_for(model=None, checkpointer=None)
+    second = agent_run(user=grace, message=USERS_QUESTION)
+
+    assert runner._graph_for(model=None, checkpointer=None) is graph
+    assert "ada@example.com" in first.tool_calls[0]["output"]
+    assert "grace@example.com" not in first.tool_calls[0]["output"]
+    assert "grace@example.com" in second.tool_calls[0]["output"]
+    assert "ada@example.com" not in second.tool_calls[0]["output"]
+
+
+def test_the_graphs_template_tools_answer_nobodys_data() -> None:
+    """The tools the shared graph is compiled with belong to no caller: run, they fail closed."""
+    from agents.directory import tool_templates
+    from agents.graph.tools import read_tool_error
+
+    tools = {tool.name: tool for tool in tool_templates(None)}
+
+    output = tools["list_users"].invoke({"limit": 5})
+    assert read_tool_error(output) == "lookup failed: RuntimeError"
+
+
 @pytest.mark.django_db
 def test_a_thread_remembers_earlier_turns(user: User) -> None:
     first = agent_run(user=user, message="My favourite colour is teal.")
@@ -386,3 +416,28 @@ def test_a_run_whose_model_cannot_be_built_is_finished_not_left_running(
     assert stored.status == AgentRun.Status.ERROR
     assert stored.error.startswith("agent_error: ")
     assert stored.finished_at is not None
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_run_holds_no_database_connection_while_it_waits_on_the_model(
+    llm_server: FakeLLMServer,
+) -> None:
+    """With Django's connection pool, a run gives its connection back while the LLM answers,
+    so that ten pooled connections serve more than ten runs in flight."""
+    pool = connection.pool
+    assert pool is not None, "the services run uses Django's connection pool"
+    in_use: list[int] = []
+
+    def reply(body: dict[str, Any]) -> Reply:
+        stats = pool.get_stats()
+        in_use.append(stats["pool_size"] - stats["pool_available"])
+        return Reply.text("Hello.")
+
+    llm_server.responder = reply
+    run = agent_run(user=UserFactory(), message="Hello")
+
+    assert run.status == AgentRun.Status.SUCCESS
+    assert run.response == "Hello."
+    assert len(in_use) == 2  # planner, executor
+    assert in_use == [0, 0]
