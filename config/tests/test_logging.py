@@ -60,8 +60,16 @@ def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
             headers={"Authorization": f"Bearer {token}", "X-Request-ID": "trace-me-42"},
             timeout=30,
         )
+        streamed = httpx.post(
+            f"{url}/api/v1/agent/run/stream",
+            json={"message": "show my items"},
+            headers={"Authorization": f"Bearer {token}", "X-Request-ID": "stream-me-43"},
+            timeout=30,
+        )
     assert response.status_code == HTTPStatus.OK
     assert response.headers["X-Request-ID"] == "trace-me-42"
+    assert streamed.status_code == HTTPStatus.OK
+    assert "event: done" in streamed.text
     log_path = server_log_path(url)
     lines = []
     for raw in log_path.read_text().splitlines():
@@ -75,6 +83,13 @@ def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
     assert run_lines[0]["run_id"] == str(run.id)
     assert run_lines[0]["thread_id"] == str(run.thread_id)
     assert run_lines[0]["user_id"] == str(user.id)
+    # A streamed run is produced after its view returned: its line has the request's id too.
+    streamed_lines = [
+        line
+        for line in lines
+        if line.get("event") == "agent_run" and line.get("correlation_id") == "stream-me-43"
+    ]
+    assert len(streamed_lines) == 1, [line for line in lines if line.get("event") == "agent_run"]
     access = [line for line in mine if line["logger"] == "config.access"]
     assert access[0]["status"] == HTTPStatus.OK
     # No prompt text, tokens or secrets at INFO.
