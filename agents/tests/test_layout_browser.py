@@ -194,4 +194,13 @@ def test_admin_run_pages_are_no_wider_than_the_window(browser, server_url, viewp
         # The run page wraps the whole message: all 16,000 characters are there.
         page.goto(pages["run"])
         assert LONG_WORD in (page.locator(".field-input_display").text_content() or "")
+        # And its labels stay readable beside wide fields (the tool calls' table, say).
+        for name in ("run", "thread"):
+            page.goto(pages[name])
+            squeezed = page.evaluate(
+                "() => [...document.querySelectorAll('.form-row label')]"
+                ".filter(label => label.getBoundingClientRect().width < 100)"
+                ".map(label => label.textContent.trim())"
+            )
+            assert squeezed == [], name
     page.context.close()
