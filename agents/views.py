@@ -171,6 +171,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(
+        description="One of the caller's runs: plan, tool calls (name, args, outcome, "
+        "duration), tokens and trace URL."
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
 
 class ThreadViewSet(
     mixins.ListModelMixin,
@@ -187,12 +194,16 @@ class ThreadViewSet(
     def get_queryset(self) -> Any:
         return selectors.thread_list_for_user(user=_user(self.request))
 
-    @extend_schema(responses={200: ThreadDetailSerializer})
+    @extend_schema(
+        responses={200: ThreadDetailSerializer},
+        description="One of the caller's conversations, with its messages.",
+    )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         thread: AgentThread = self.get_object()
         messages = selectors.thread_messages(thread=thread)
         return Response(ThreadDetailSerializer(thread, context={"messages": messages}).data)
 
+    @extend_schema(description="Delete a conversation: its runs and its memory go with it.")
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.thread_delete(thread=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
