@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentRun, AgentThread
-from testing.browser import chromium, horizontal_overflow, log_in, needs_chromium
+from testing.browser import horizontal_overflow, log_in, needs_chromium
 from testing.live import BASE_DIR, database_env, run_server
 
 ARTIFACTS = BASE_DIR / "test-artifacts"
@@ -46,12 +46,6 @@ pytestmark = [
 def server_url(django_db_setup: None) -> Iterator[str]:
     with run_server(database_env()) as url:  # the offline model: no LLM is called here
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 def new_page(browser: Any, server_url: str, viewport: dict[str, int]) -> Any:
