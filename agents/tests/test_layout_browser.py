@@ -176,6 +176,15 @@ def test_admin_run_pages_are_no_wider_than_the_window(browser, server_url, viewp
         page.goto(path)
         page.screenshot(path=str(ARTIFACTS / f"admin-{name}-{viewport['width']}.png"))
         assert horizontal_overflow(page) == 0, name
+    # Every column of a list has room for its content: on a phone the list scrolls sideways
+    # inside its own box rather than squeezing columns (Input, Thread, Model) to nothing.
+    for name in ("runs", "threads"):
+        page.goto(pages[name])
+        hidden = page.evaluate(
+            "() => [...document.querySelectorAll('#result_list thead th')]"
+            ".filter(th => th.getBoundingClientRect().width < 30).map(th => th.className)"
+        )
+        assert hidden == [], name
     if viewport["width"] == 1280:
         # At 1280 px every column of the runs list is in view: the list itself does not scroll.
         page.goto(pages["runs"])
