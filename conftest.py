@@ -11,14 +11,17 @@ records what the real SDK exports.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
+from testing.browser import chromium
 from testing.langfuse_receiver import LangfuseReceiver
 from testing.llm_server import FakeLLMServer
 
@@ -69,6 +72,20 @@ def user_client(user: User, client_for: Callable[[User], APIClient]) -> APIClien
 @pytest.fixture
 def admin_client_api(superuser: User, client_for: Callable[[User], APIClient]) -> APIClient:
     return client_for(superuser)
+
+
+@pytest.fixture
+def staff_client(client: Client, superuser: User) -> Client:
+    """Django's test client with a superuser's session: for the admin pages."""
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (``testing.browser``) for one test module."""
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -14,6 +16,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from agents import selectors, services
+from agents.events import AgentEvent
 from agents.models import AgentRun, AgentThread
 from agents.runner import agent_run, agent_run_execute, agent_run_start
 from agents.serializers import (
@@ -28,6 +31,7 @@ from agents.serializers import (
     ThreadUpdateSerializer,
 )
 from agents.streaming import stream_events
+from config.logging import bind_log_context, correlation_id
 from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
 from core.throttles import AgentRateThrottle, RateLimitMixin
 
@@ -129,9 +133,15 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             thread_id=data["thread_id"],
             metadata=data["metadata"],
         )
-        events = stream_events(
-            lambda cancel: agent_run_execute(run=run, tokens=True, cancel=cancel)
-        )
+        # The stream is produced after this view (and the request's log context) returned: the
+        # run takes the request's correlation id along, for its log lines and trace.
+        request_id = correlation_id()
+
+        def produce(cancel: threading.Event) -> Iterator[AgentEvent]:
+            with bind_log_context(correlation_id=request_id):
+                yield from agent_run_execute(run=run, tokens=True, cancel=cancel)
+
+        events = stream_events(produce)
         response = StreamingHttpResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
@@ -172,6 +182,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(
+        description="One of the caller's runs: plan, tool calls (name, args, outcome, "
+        "duration), tokens and trace URL."
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
 
 class ThreadViewSet(
     mixins.ListModelMixin,
@@ -188,12 +205,16 @@ class ThreadViewSet(
     def get_queryset(self) -> Any:
         return selectors.thread_list_for_user(user=_user(self.request))
 
-    @extend_schema(responses={200: ThreadDetailSerializer})
+    @extend_schema(
+        responses={200: ThreadDetailSerializer},
+        description="One of the caller's conversations, with its messages.",
+    )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         thread: AgentThread = self.get_object()
         messages = selectors.thread_messages(thread=thread)
         return Response(ThreadDetailSerializer(thread, context={"messages": messages}).data)
 
+    @extend_schema(description="Delete a conversation: its runs and its memory go with it.")
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.thread_delete(thread=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -54,6 +54,11 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get()
+        # Django logs a request's 4xx/5xx (``django.request``) after the middleware returned,
+        # outside the request's context: the id is still on the request it passes along.
+        request_id = getattr(getattr(record, "request", None), "correlation_id", None)
+        if request_id and "correlation_id" not in context:
+            context = {**context, "correlation_id": request_id}
         for name in CONTEXT_FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, context.get(name, "-"))

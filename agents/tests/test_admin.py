@@ -25,12 +25,6 @@ XSS = "<script>alert(1)</script>"
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
-@pytest.fixture
-def staff_client(client: Client, superuser: User) -> Client:
-    client.force_login(superuser)
-    return client
-
-
 def changelist(client: Client, **params: str) -> str:
     response = client.get(reverse(CHANGELIST), params)
     assert response.status_code == HTTPStatus.OK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,8 +12,8 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun, AgentThread
-from testing.browser import chromium, log_in, needs_chromium
-from testing.live import BASE_DIR, fake_llm_env, run_server
+from testing.browser import log_in, needs_chromium
+from testing.live import BASE_DIR, fake_llm_env, run_server, wait_for
 from testing.llm_server import FakeLLMServer, Reply
 
 ARTIFACTS = BASE_DIR / "test-artifacts"
@@ -45,12 +44,6 @@ def server_url(django_db_setup: None, llm: FakeLLMServer) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
-
-
 @pytest.fixture
 def page(browser, server_url, llm):
     llm.reset()
@@ -63,16 +56,6 @@ def page(browser, server_url, llm):
 def send(page, text: str) -> None:
     page.fill("#message", text)
     page.keyboard.press("Enter")
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    """Poll ``predicate`` (a database read, say) until it is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_chat_streams_remembers_and_switches_threads(page, llm):

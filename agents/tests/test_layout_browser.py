@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from agents.models import AgentRun, AgentThread
-from testing.browser import chromium, horizontal_overflow, log_in, needs_chromium
+from testing.browser import horizontal_overflow, log_in, needs_chromium
 from testing.live import BASE_DIR, database_env, run_server
 
 ARTIFACTS = BASE_DIR / "test-artifacts"
@@ -46,12 +46,6 @@ pytestmark = [
 def server_url(django_db_setup: None) -> Iterator[str]:
     with run_server(database_env()) as url:  # the offline model: no LLM is called here
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 def new_page(browser: Any, server_url: str, viewport: dict[str, int]) -> Any:
@@ -182,6 +176,15 @@ def test_admin_run_pages_are_no_wider_than_the_window(browser, server_url, viewp
         page.goto(path)
         page.screenshot(path=str(ARTIFACTS / f"admin-{name}-{viewport['width']}.png"))
         assert horizontal_overflow(page) == 0, name
+    # Every column of a list has room for its content: on a phone the list scrolls sideways
+    # inside its own box rather than squeezing columns (Input, Thread, Model) to nothing.
+    for name in ("runs", "threads"):
+        page.goto(pages[name])
+        hidden = page.evaluate(
+            "() => [...document.querySelectorAll('#result_list thead th')]"
+            ".filter(th => th.getBoundingClientRect().width < 30).map(th => th.className)"
+        )
+        assert hidden == [], name
     if viewport["width"] == 1280:
         # At 1280 px every column of the runs list is in view: the list itself does not scroll.
         page.goto(pages["runs"])
@@ -194,4 +197,13 @@ def test_admin_run_pages_are_no_wider_than_the_window(browser, server_url, viewp
         # The run page wraps the whole message: all 16,000 characters are there.
         page.goto(pages["run"])
         assert LONG_WORD in (page.locator(".field-input_display").text_content() or "")
+        # And its labels stay readable beside wide fields (the tool calls' table, say).
+        for name in ("run", "thread"):
+            page.goto(pages[name])
+            squeezed = page.evaluate(
+                "() => [...document.querySelectorAll('.form-row label')]"
+                ".filter(label => label.getBoundingClientRect().width < 100)"
+                ".map(label => label.textContent.trim())"
+            )
+            assert squeezed == [], name
     page.context.close()

@@ -7,8 +7,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
@@ -21,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
-from testing.live import database_env, run_gunicorn
+from testing.live import database_env, run_gunicorn, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -54,16 +52,6 @@ def per_worker(directory: Path, name: str) -> dict[int, float]:
             MultiProcessCollector(registry, path=alone)
             values[pid] = registry.get_sample_value(name) or 0.0
     return values
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_counts_of_all_workers_add_up(tmp_path: Path) -> None:
@@ -124,8 +112,8 @@ def test_counts_of_all_workers_add_up(tmp_path: Path) -> None:
         victim = max(served, key=lambda pid: served[pid])
         assert (multiproc / f"gauge_livesum_{victim}.db").exists()
         os.kill(victim, signal.SIGTERM)
-        wait_for(lambda: not (multiproc / f"gauge_livesum_{victim}.db").exists())
-        wait_for(lambda: len(per_worker(multiproc, "agent_invocations_total")) >= 3)
+        wait_for(lambda: not (multiproc / f"gauge_livesum_{victim}.db").exists(), timeout=20)
+        wait_for(lambda: len(per_worker(multiproc, "agent_invocations_total")) >= 3, timeout=20)
         samples = scrape(url)
         assert value(samples, "agent_invocations_total") == sent
         assert value(samples, "agent_active_executions") == 0

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from testing.browser import chromium, needs_chromium
+from testing.browser import needs_chromium
 from testing.live import database_env, run_server
 
 pytestmark = [
@@ -23,12 +23,6 @@ pytestmark = [
 def server_url(django_db_setup: None) -> Iterator[str]:
     with run_server(database_env()) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

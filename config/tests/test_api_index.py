@@ -29,6 +29,16 @@ def test_the_api_root_is_a_json_index_of_its_endpoints(client: Client) -> None:
         "Send a message to the agent and wait for the answer."
     )
     assert endpoints["/api/v1/agent/threads/{id}/"]["methods"] == ["GET", "PATCH", "DELETE"]
+    # One run or thread is described as such, not as the list it belongs to.
+    for many, one in (
+        ("agent/runs/", "agent/runs/{id}/"),
+        ("agent/threads/", "agent/threads/{id}/"),
+    ):
+        assert endpoints[f"/api/v1/{one}"]["description"].startswith("One of the caller's"), one
+        assert (
+            endpoints[f"/api/v1/{one}"]["description"]
+            != endpoints[f"/api/v1/{many}"]["description"]
+        )
     assert "/api/v1/login/access-token" in endpoints
     # Only the API: not the index itself, nor the docs pages.
     assert all(path.startswith("/api/v1/") for path in endpoints), list(endpoints)

@@ -60,8 +60,16 @@ def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
             headers={"Authorization": f"Bearer {token}", "X-Request-ID": "trace-me-42"},
             timeout=30,
         )
+        streamed = httpx.post(
+            f"{url}/api/v1/agent/run/stream",
+            json={"message": "show my items"},
+            headers={"Authorization": f"Bearer {token}", "X-Request-ID": "stream-me-43"},
+            timeout=30,
+        )
     assert response.status_code == HTTPStatus.OK
     assert response.headers["X-Request-ID"] == "trace-me-42"
+    assert streamed.status_code == HTTPStatus.OK
+    assert "event: done" in streamed.text
     log_path = server_log_path(url)
     lines = []
     for raw in log_path.read_text().splitlines():
@@ -75,9 +83,48 @@ def test_one_request_id_finds_the_log_lines_and_the_run(django_db_setup):
     assert run_lines[0]["run_id"] == str(run.id)
     assert run_lines[0]["thread_id"] == str(run.thread_id)
     assert run_lines[0]["user_id"] == str(user.id)
+    # A streamed run is produced after its view returned: its line has the request's id too.
+    streamed_lines = [
+        line
+        for line in lines
+        if line.get("event") == "agent_run" and line.get("correlation_id") == "stream-me-43"
+    ]
+    assert len(streamed_lines) == 1, [line for line in lines if line.get("event") == "agent_run"]
     access = [line for line in mine if line["logger"] == "config.access"]
     assert access[0]["status"] == HTTPStatus.OK
     # No prompt text, tokens or secrets at INFO.
     text = json.dumps(mine)
     assert "show my items" not in text
     assert str(token) not in text
+
+
+def _handlers_reached(record: logging.LogRecord) -> list[logging.Handler]:
+    """The handlers a record logged on its logger would be written by (not pytest's own)."""
+    reached: list[logging.Handler] = []
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        reached += [
+            handler
+            for handler in logger.handlers
+            if not type(handler).__module__.startswith("_pytest")
+            and record.levelno >= handler.level
+            and handler.filter(record)
+        ]
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return reached
+
+
+@pytest.mark.django_db
+def test_django_request_errors_are_logged_once_with_the_request_id(client, settings):
+    """Django logs a 4xx/5xx after the middleware: once, formatted, with the request's id."""
+    settings.DEBUG = True  # Django's own console handler only writes with DEBUG on
+    response = client.get("/api/v1/no-such-endpoint", HTTP_X_REQUEST_ID="req-404")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Gone", (), None)
+    record.request = response.wsgi_request
+
+    handlers = _handlers_reached(record)
+    assert len(handlers) == 1, handlers
+    assert "req-404" in handlers[0].format(record)

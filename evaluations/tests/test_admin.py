@@ -8,18 +8,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import User
 from agents.tests.factories import AgentRunFactory
 from evaluations.models import AgentEvaluation, EvaluationJob
 from evaluations.tests.factories import AgentEvaluationFactory, EvaluationJobFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client: Client, superuser: User) -> Client:
-    client.force_login(superuser)
-    return client
 
 
 def page(client: Client, url: str, **params: str) -> str:
