@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from agents.graph.fetch import FetchError, HttpToolConfig, fetch
 __all__ = [
     "Directory",
     "Record",
+    "ToolError",
     "build_tools",
     "create_database_tools",
     "create_http_tools",
@@ -48,14 +49,24 @@ def tool_error(message: str, *, code: str, **details: Any) -> str:
     return _json({"error": message, "code": code, **details})
 
 
-def read_tool_error(content: str) -> str | None:
-    """The error message if ``content`` is a tool error (see :func:`tool_error`), else ``None``."""
+class ToolError(NamedTuple):
+    """A tool error read back: what the model was told, and the machine-readable code."""
+
+    message: str
+    code: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def read_tool_error(content: str) -> ToolError | None:
+    """The error if ``content`` is a tool error (see :func:`tool_error`), else ``None``."""
     try:
         data = json.loads(content)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     if isinstance(data, dict) and "error" in data:
-        return str(data["error"])
+        return ToolError(message=str(data["error"]), code=str(data.get("code") or "error"))
     return None
 
 

@@ -45,6 +45,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from agents.graph.tools import ToolError, read_tool_error
+
 __all__ = [
     "KNOWN_TOOLS",
     "MODEL_PROVIDER",
@@ -365,6 +367,8 @@ def _final_answer(after: Sequence[BaseMessage], tool_messages: Sequence[ToolMess
 
 
 def _summarise(name: str, args: Mapping[str, Any], content: str, failed: bool) -> list[str]:
+    if (error := read_tool_error(content)) is not None:
+        return [_error_line(name, args, error)]
     try:
         data = json.loads(content)
     except (TypeError, ValueError):
@@ -376,8 +380,6 @@ def _summarise(name: str, args: Mapping[str, Any], content: str, failed: bool) -
             return [f'- {name} returned: "{_excerpt(content)}"']
         return [f"- {name} returned: {_excerpt(json.dumps(data, sort_keys=True))}"]
 
-    if "error" in data:
-        return [_error_line(name, args, data)]
     if isinstance(data.get("user"), dict):
         return [f"- User {_user_line(data['user'])}."]
     if isinstance(data.get("item"), dict):
@@ -396,9 +398,9 @@ def _summarise(name: str, args: Mapping[str, Any], content: str, failed: bool) -
     return [f"- {name} returned: {_excerpt(json.dumps(data, sort_keys=True))}"]
 
 
-def _error_line(name: str, args: Mapping[str, Any], data: Mapping[str, Any]) -> str:
-    code = str(data.get("code") or "error")
-    error = _excerpt(str(data.get("error")))
+def _error_line(name: str, args: Mapping[str, Any], tool_error: ToolError) -> str:
+    code = tool_error.code
+    error = _excerpt(tool_error.message)
     if name == "lookup_user_by_email" and args.get("email"):
         subject = f"user with email {args['email']}"
     elif name == "lookup_item_by_id" and args.get("item_id"):

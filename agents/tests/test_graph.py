@@ -616,7 +616,7 @@ def test_a_tool_error_reads_back_and_a_result_is_no_error() -> None:
     written = tool_error("item 42 not found", code="not_found")
 
     assert json.loads(written) == {"error": "item 42 not found", "code": "not_found"}
-    assert read_tool_error(written) == "item 42 not found"
+    assert read_tool_error(written) == ("item 42 not found", "not_found")
     assert read_tool_error(json.dumps({"items": [], "count": 0})) is None
     assert read_tool_error("plain text from a tool") is None
     assert read_tool_error(json.dumps(["error"])) is None

@@ -174,7 +174,7 @@ def test_the_graphs_template_tools_answer_nobodys_data() -> None:
     tools = {tool.name: tool for tool in tool_templates(None)}
 
     output = tools["list_users"].invoke({"limit": 5})
-    assert read_tool_error(output) == "lookup failed: RuntimeError"
+    assert str(read_tool_error(output)) == "lookup failed: RuntimeError"
 
 
 @pytest.mark.django_db
