@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from agents.tracing import flush_langfuse
 from evaluations import evaluator, services
 from evaluations.errors import EvaluationError
 from evaluations.judge import get_judge
@@ -146,6 +147,7 @@ class Command(BaseCommand):
             raise CommandError("Interrupted: the scores stored so far are kept.") from None
         finally:
             bar.close()
+            flush_langfuse()  # the dataset runs' traces and the scores, before the process exits
         self._summary(report)
         if evaluator.evaluation_all_failed(report):
             raise CommandError(
