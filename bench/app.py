@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from testing.langfuse_receiver import LangfuseReceiver  # noqa: E402
-from testing.live import free_port  # noqa: E402
+from testing.live import collected_static_root, free_port  # noqa: E402
 
 PG = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
@@ -85,6 +85,8 @@ def app_env(*, database: str, llm_url: str, langfuse_url: str, metrics_dir: str)
         "LANGFUSE_SECRET_KEY": "sk-lf-bench",
         "LANGFUSE_HOST": langfuse_url,
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+        # Production refuses to start without collectstatic's manifest.
+        "STATIC_ROOT": collected_static_root(),
         # Counted as in production, but high enough never to refuse the load generator.
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "AGENT_DAILY_TOKEN_BUDGET": "1000000000",
