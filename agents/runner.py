@@ -30,7 +30,7 @@ from langgraph.types import StreamMode
 
 from accounts.models import User
 from agents import metrics, services
-from agents.budget import check_token_budget
+from agents.budget import token_usage_release, token_usage_reserve
 from agents.checkpointer import get_checkpointer
 from agents.directory import tools_for_user
 from agents.errors import (
@@ -38,6 +38,7 @@ from agents.errors import (
     LLMTimeout,
     LLMUnavailable,
     RunCancelled,
+    RunTimeout,
     StepLimitExceeded,
     classify_exception,
     describe_llm_failure,
@@ -77,21 +78,30 @@ def agent_run_start(
 ) -> AgentRun:
     """Record a run that is about to execute.
 
-    Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up, before
-    anything is written, and ``ThreadNotFound`` for another user's thread. The provider and model
-    are read here, once, and stored on the run: the rest of the run uses those.
+    Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up (or
+    reserved by runs in progress), before any run is written, ``ThreadNotFound`` for another
+    user's thread and ``ThreadBusy`` (409) while another run of the thread is in progress. The
+    provider and model are read here, once, and stored on the run: the rest of the run uses
+    those.
     """
-    check_token_budget(user)
-    thread = services.thread_resolve_for_run(user=user, thread_id=thread_id, first_message=message)
-    info = model_info()
-    return services.run_start(
-        user=user,
-        thread=thread,
-        message=message,
-        metadata=metadata or {},
-        provider=info.provider,
-        model=info.model,
-    )
+    reserved = token_usage_reserve(user=user)  # reliability: the budget's reservation
+    try:
+        thread = services.thread_resolve_for_run(
+            user=user, thread_id=thread_id, first_message=message
+        )
+        info = model_info()
+        return services.run_start_exclusive(  # reliability: ThreadBusy (409) across processes
+            user=user,
+            thread=thread,
+            message=message,
+            metadata=metadata or {},
+            provider=info.provider,
+            model=info.model,
+            reserved_tokens=reserved,
+        )
+    except BaseException:
+        token_usage_release(user=user, tokens=reserved)  # reliability: the run never started
+        raise
 
 
 def agent_run_execute(
@@ -266,6 +276,41 @@ class _Cancellation(BaseCallbackHandler):
         self._check()
 
 
+class _Deadline(BaseCallbackHandler):
+    """The run's overall deadline (``AGENT_RUN_TIMEOUT_SECONDS``): checked when an LLM call or
+    a tool starts and on every streamed token, so a run ends at most one LLM request (bounded
+    by ``LLM_TIMEOUT_SECONDS``) or one tool call past it."""
+
+    raise_error = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def _check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RunTimeout(
+                f"The run did not finish within its {self.seconds:g} seconds and was stopped."
+            )
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+
+def thread_repair_for_run(*, run: AgentRun) -> None:
+    """Answer the tool calls ``run`` left open in its thread's memory, as a failed run's own
+    finish does: for runs ended from outside (``agents.sweeper``)."""
+    execution = _execution_prepare(run=run, tokens=False, cancel=None)
+    execution.graph = _graph_build(run=run, model=None, checkpointer=None)
+    _thread_repair(execution)
+
+
 # -- the steps of an execution ----------------------------------------------------------------
 
 
@@ -294,6 +339,8 @@ def _execution_prepare(
     callbacks: list[BaseCallbackHandler] = [usage, metrics.LLMTimingCallback()]
     if cancel is not None:
         callbacks.append(_Cancellation(cancel))
+    if settings.AGENT_RUN_TIMEOUT_SECONDS > 0:  # reliability: the run's overall deadline
+        callbacks.append(_Deadline(settings.AGENT_RUN_TIMEOUT_SECONDS))
     config: RunnableConfig = {
         "configurable": {"thread_id": str(run.thread_id)},
         "callbacks": callbacks,
@@ -410,7 +457,7 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
     _finish(
         execution,
         status=AgentRun.Status.ERROR,
-        metric_status="timeout" if isinstance(error, LLMTimeout) else "failed",
+        metric_status="timeout" if isinstance(error, LLMTimeout | RunTimeout) else "failed",
         error=reason[:4000],
     )
     _thread_repair(execution)
@@ -439,7 +486,8 @@ def _finish(
         model=model,
     )
     extra = {"error": error} if error is not None else {}
-    finished = services.run_finish(
+    # reliability: retried on a dropped connection, tokens settled, a deleted run detected
+    finished = services.run_finish_recorded(
         run=execution.run,
         status=status,
         plan=state.plan,

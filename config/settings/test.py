@@ -32,3 +32,6 @@ LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10000/m")
 
 # Tests trace only where a test asks for it, whatever a developer's .env says.
 LANGFUSE_ENABLED = env.bool("TEST_LANGFUSE_ENABLED", default=False)
+
+# Sweeping stale runs in the background only in the servers a test starts for it.
+AGENT_RUN_SWEEP_IN_PROCESS = env.bool("AGENT_RUN_SWEEP_IN_PROCESS", default=False)
