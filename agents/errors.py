@@ -1,5 +1,6 @@
 """The agent's domain errors; ``core.exception_handler`` turns them into JSON responses."""
 
+import sys
 from http import HTTPStatus
 
 from core.errors import ApplicationError
@@ -90,6 +91,14 @@ class RunDeleted(AgentRunError):
     default_detail = "The thread was deleted while the run was in progress; nothing was kept."
 
 
+class DatabaseUnavailable(AgentRunError):
+    """A query the run needed failed: the database went away (or dropped the connection)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "database_unavailable"
+    default_detail = "The database was unavailable during the run. Try again."
+
+
 class RunNotRecorded(AgentRunError):
     """The database refused the run's finish twice (a dropped connection, then its retry)."""
 
@@ -105,27 +114,17 @@ def classify_exception(exc: BaseException) -> type[AgentRunError]:
     """Which domain error an exception raised inside the graph amounts to."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     upstream: list[type[BaseException]] = []
-    try:
-        import httpx
-
+    # Only the client libraries already imported can have raised: importing one here (the
+    # Anthropic SDK takes seconds) would delay a cold worker's first failure by as much.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
         timeouts.append(httpx.TimeoutException)
         upstream.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import openai
-
-        timeouts.append(openai.APITimeoutError)
-        upstream.append(openai.APIError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import anthropic
-
-        timeouts.append(anthropic.APITimeoutError)
-        upstream.append(anthropic.APIError)
-    except ImportError:  # pragma: no cover
-        pass
+    for name in ("openai", "anthropic"):
+        sdk = sys.modules.get(name)
+        if sdk is not None and hasattr(sdk, "APITimeoutError"):
+            timeouts.append(sdk.APITimeoutError)
+            upstream.append(sdk.APIError)
     if isinstance(exc, tuple(timeouts)):
         return LLMTimeout
     if isinstance(exc, tuple(upstream)):

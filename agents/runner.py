@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
@@ -35,6 +36,7 @@ from agents.checkpointer import get_checkpointer
 from agents.directory import tools_for_user
 from agents.errors import (
     AgentRunError,
+    DatabaseUnavailable,
     LLMTimeout,
     LLMUnavailable,
     RunCancelled,
@@ -524,6 +526,8 @@ def _log_finished(run: AgentRun) -> None:
 def _domain_error(exc: Exception) -> AgentRunError:
     if isinstance(exc, AgentRunError):
         return exc
+    if isinstance(exc, DatabaseError):  # reliability: a dropped connection is a 503, no crash
+        return DatabaseUnavailable()
     error_class = classify_exception(exc)
     if error_class is AgentRunError:
         logger.exception("Agent run crashed", exc_info=exc)

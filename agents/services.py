@@ -192,6 +192,8 @@ def run_finish_recorded(*, run: AgentRun, status: str, **fields: Any) -> AgentRu
         logger.error("Run %s could not be recorded: %s", run.id, exc)
         raise RunNotRecorded(extra=_run_ids(run)) from exc
     if row is None:
+        if not AgentThread.objects.filter(pk=run.thread_id).exists():
+            thread_memory_delete(thread_id=run.thread_id)  # what the run wrote after the delete
         raise RunDeleted(extra=_run_ids(run))
     return run
 

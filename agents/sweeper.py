@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connection, connections
 from django.utils import timezone
 
 from agents.budget import token_usage_settle
@@ -60,9 +60,11 @@ def run_sweep_stale(
     )
     swept: list[SweptRun] = []
     for run in stale:
-        ended = not dry_run and _end(run, age)
-        if ended:
+        if not dry_run:
+            # Repaired first: once a run reads as ended, its thread takes the next turn.
+            # (Repairing twice is harmless: the second finds no open call.)
             thread_repair_for_run(run=run)
+        ended = not dry_run and _end(run, age)
         if dry_run or ended:
             swept.append(
                 SweptRun(
@@ -114,6 +116,13 @@ def run_sweep_safely() -> int:
     try:
         close_old_connections()
         return len(run_sweep_stale())
+    except DatabaseError as exc:  # the database is away or dropped us: the next sweep retries
+        logger.warning("Sweeping stale runs failed: %s: %s", type(exc).__name__, exc)
+        connection.close()
+        pool = getattr(connection, "pool", None)
+        if pool is not None:
+            pool.check()
+        return 0
     except Exception:
         logger.exception("Sweeping stale runs failed")
         return 0

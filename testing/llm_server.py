@@ -53,6 +53,7 @@ class Reply:
     chunk_delay: float = 0.0
     status: int = 200
     message: str = ""
+    raw: str | None = None  # sent as is instead of a completion (garbage)
 
     @classmethod
     def text(
@@ -95,6 +96,11 @@ class Reply:
     @classmethod
     def error(cls, status: int, message: str = "upstream failure", *, delay: float = 0.0) -> Reply:
         return cls(status=status, message=message, delay=delay)
+
+    @classmethod
+    def garbage(cls, body: str = '{"choices": [{"message": tru') -> Reply:
+        """A 200 whose body (or, streamed, whose event) is not valid JSON."""
+        return cls(raw=body)
 
     @classmethod
     def hang(cls, seconds: float) -> Reply:
@@ -163,6 +169,26 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": type_, "param": None, "code": code}
         self._send_json(status, {"error": error})
 
+    def _peer_closed(self) -> bool:
+        try:
+            self.connection.setblocking(False)
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            finally:
+                self.connection.setblocking(True)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _send_raw(self, text: str, *, stream: bool) -> None:
+        body = (f"data: {text}\n\n" if stream else text).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(length) or b"{}")
@@ -198,12 +224,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if reply.delay and owner._sleep(reply.delay):
                 raise _ClientGone  # the server is stopping: drop the request
+            if reply.delay and self._peer_closed():
+                raise _ClientGone  # it gave up waiting (a timeout): nothing is delivered
             if reply.is_error:
                 self._send_error(reply.status, reply.message)
+            elif reply.raw is not None:
+                self._send_raw(reply.raw, stream=stream)
             elif stream:
                 self._stream(body, reply)
             else:
                 self._send_json(200, owner._completion(body, reply))
+                owner._record_usage(reply)
         except (_ClientGone, *_DISCONNECT_ERRORS):
             self.close_connection = True
             if stream and not reply.is_error and not owner._stopping.is_set():
@@ -229,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            owner._record_usage(reply)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -267,6 +300,8 @@ class FakeLLMServer:
         self.requests: list[dict[str, Any]] = []
         self.cancelled: list[dict[str, Any]] = []  # request bodies of streams cut short
         self.finished_at: list[float] = []  # time.monotonic() of each completed response
+        # Tokens this server reported in the usage of the answers it sent in full.
+        self.usage_reported = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.default_reply: Reply | None = None
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -324,6 +359,7 @@ class FakeLLMServer:
             self.cancelled.clear()
             self.finished_at.clear()
             self._call_counter = 0
+            self.usage_reported = dict.fromkeys(self.usage_reported, 0)
 
     @property
     def cancelled_count(self) -> int:
@@ -353,6 +389,11 @@ class FakeLLMServer:
     def _record_finished(self) -> None:
         with self._lock:
             self.finished_at.append(time.monotonic())
+
+    def _record_usage(self, reply: Reply) -> None:
+        with self._lock:
+            for key, value in reply.usage.items():
+                self.usage_reported[key] += value
 
     def _record_cancelled(self, body: dict[str, Any]) -> None:
         with self._lock:
