@@ -16,6 +16,7 @@ use at most ``AGENT_RUN_TOKEN_RESERVE`` tokens, never more than the limit plus o
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
@@ -82,7 +83,7 @@ def token_usage_reserve(*, user: User) -> int:
     return amount
 
 
-def token_usage_settle(*, user_id: object, day: date, used: int, release: int) -> None:
+def token_usage_settle(*, user_id: uuid.UUID | str, day: date, used: int, release: int) -> None:
     """Count ``used`` tokens on the user's ledger for ``day`` and release ``release`` of its
     reservation, in one atomic update (the row is created if the day has none)."""
     if used <= 0 and release <= 0:

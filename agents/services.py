@@ -167,7 +167,7 @@ def run_finish_recorded(*, run: AgentRun, status: str, **fields: Any) -> AgentRu
     from agents.budget import token_usage_settle
     from agents.selectors import utc_day_start
 
-    def write() -> dict[str, Any] | None:
+    def write() -> Any:
         with transaction.atomic():
             run_finish(run=run, status=status, **fields)
             row = (
