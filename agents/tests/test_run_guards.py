@@ -301,3 +301,24 @@ def test_sweep_runs_command(settings, user):
 
     with pytest.raises(CommandError):
         call_command("sweep_runs", "--older-than", "-1")
+
+
+@pytest.mark.django_db(transaction=True)  # the worker_ready sweep closes its connections
+@pytest.mark.usefixtures("offline")
+def test_celery_sweeps_on_its_beat_schedule_and_when_a_worker_starts(settings):
+    pytest.importorskip("celery")
+    user = UserFactory()
+    from celery.signals import worker_ready
+
+    from agents import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["agents-sweep-runs"]
+    assert entry["task"] == tasks.sweep_runs.name == "agents.tasks.sweep_runs"
+    assert entry["schedule"] == settings.AGENT_RUN_SWEEP_INTERVAL_SECONDS
+    settings.AGENT_RUN_STALE_AFTER_SECONDS = 60
+
+    first = running_run(user, age_s=120)
+    assert tasks.sweep_runs() == 1  # what beat runs
+    second = running_run(user, age_s=120)
+    worker_ready.send(sender=None)  # a worker starting
+    assert [AgentRun.objects.get(pk=r.pk).status for r in (first, second)] == ["error", "error"]
