@@ -220,11 +220,12 @@ def test_a_run_past_its_deadline_ends_504_run_timeout_and_is_recorded(
 
 @pytest.mark.django_db(transaction=True)
 def test_tool_calls_a_timed_out_run_left_are_answered(settings, llm_server: FakeLLMServer):
-    settings.AGENT_RUN_TIMEOUT_SECONDS = 0.5
+    settings.AGENT_RUN_TIMEOUT_SECONDS = 2
+    settings.LLM_TIMEOUT_SECONDS = 10
     user = UserFactory()
     llm_server.enqueue(
         Reply.text("1. Look the user up."),
-        Reply.tool_calls([("lookup_user_by_email", {"email": user.email})], delay=0.7),
+        Reply.tool_calls([("lookup_user_by_email", {"email": user.email})], delay=2.5),
         Reply.text("never asked"),
     )
     with pytest.raises(RunTimeout) as raised:
