@@ -323,3 +323,15 @@ def test_celery_sweeps_on_its_beat_schedule_and_when_a_worker_starts(settings):
     second = running_run(user, age_s=120)
     worker_ready.send(sender=None)  # a worker starting
     assert [AgentRun.objects.get(pk=r.pk).status for r in (first, second)] == ["error", "error"]
+
+
+@pytest.mark.django_db
+def test_the_ledger_is_readable_in_admin_and_not_editable(client, superuser, user):
+    day = selectors.utc_day_start().date()
+    token_usage_settle(user_id=user.pk, day=day, used=1234, release=0)
+    client.force_login(superuser)
+    page = client.get("/admin/agents/tokenusage/")
+    assert page.status_code == HTTPStatus.OK
+    assert user.email in page.content.decode()
+    assert "1234" in page.content.decode()
+    assert client.get("/admin/agents/tokenusage/add/").status_code == HTTPStatus.FORBIDDEN
