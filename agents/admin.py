@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from agents.models import AgentRun, AgentThread
+from agents.models import AgentRun, AgentThread, TokenUsage
 from agents.tracing import trace_url
 from evaluations.admin import AgentEvaluationInline, evaluate_selected_runs, scores_by_metric
 
@@ -204,3 +204,16 @@ class AgentThreadAdmin(admin.ModelAdmin):
     @admin.display(description="Title", ordering="title")
     def short_title(self, thread: AgentThread) -> str:
         return _truncate(str(thread), 80)
+
+
+@admin.register(TokenUsage)
+class TokenUsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The daily token ledger: what the budget counts, kept when threads are deleted."""
+
+    list_display = ("day", "user", "used", "reserved", "updated_at")
+    list_filter = ("day",)
+    list_select_related = ("user",)
+    search_fields = ("user__email",)
+    raw_id_fields = ("user",)
+    date_hierarchy = "day"
+    ordering = ("-day", "user__email")

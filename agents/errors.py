@@ -1,5 +1,6 @@
 """The agent's domain errors; ``core.exception_handler`` turns them into JSON responses."""
 
+import sys
 from http import HTTPStatus
 from types import TracebackType
 
@@ -49,40 +50,82 @@ class TokenBudgetExceeded(ApplicationError):
     code = "token_budget_exceeded"
     default_detail = "The daily token budget is used up. Try again tomorrow (UTC)."
 
-    def __init__(self, *, limit: int, used: int, retry_after: int) -> None:
-        super().__init__(
-            f"The daily token budget of {limit} tokens is used up ({used} used today). "
-            "It starts again at midnight UTC."
-        )
+    def __init__(self, *, limit: int, used: int, retry_after: int, held: bool = False) -> None:
+        if held:  # what is left is reserved by the user's runs in progress
+            detail = (
+                f"The rest of the daily token budget of {limit} tokens ({used} used today) is "
+                "reserved by runs in progress. Try again when they finish."
+            )
+        else:
+            detail = (
+                f"The daily token budget of {limit} tokens is used up ({used} used today). "
+                "It starts again at midnight UTC."
+            )
+        super().__init__(detail)
         # The API's exception handler puts an ApplicationError's ``headers`` on the response.
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class ThreadBusy(ApplicationError):
+    """Another run of the thread is in progress: one run at a time per thread."""
+
+    status_code = HTTPStatus.CONFLICT
+    code = "thread_busy"
+    default_detail = (
+        "A run of this thread is in progress. Wait for it to finish, then send the message."
+    )
+
+
+class RunTimeout(AgentRunError):
+    """The run went past ``AGENT_RUN_TIMEOUT_SECONDS``, its overall deadline."""
+
+    status_code = HTTPStatus.GATEWAY_TIMEOUT
+    code = "run_timeout"
+    default_detail = "The run did not finish in time and was stopped."
+
+
+class RunDeleted(AgentRunError):
+    """The run's thread (and with it the run) was deleted while the run executed."""
+
+    status_code = HTTPStatus.CONFLICT
+    code = "thread_deleted"
+    default_detail = "The thread was deleted while the run was in progress; nothing was kept."
+
+
+class DatabaseUnavailable(AgentRunError):
+    """A query the run needed failed: the database went away (or dropped the connection)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "database_unavailable"
+    default_detail = "The database was unavailable during the run. Try again."
+
+
+class RunNotRecorded(AgentRunError):
+    """The database refused the run's finish twice (a dropped connection, then its retry)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "run_not_recorded"
+    default_detail = (
+        "The run ended but the database could not record it; it will be recorded as "
+        "abandoned. Try again later."
+    )
 
 
 def classify_exception(exc: BaseException) -> type[AgentRunError]:
     """Which domain error an exception raised inside the graph amounts to."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     upstream: list[type[BaseException]] = []
-    try:
-        import httpx
-
+    # Only the client libraries already imported can have raised: importing one here (the
+    # Anthropic SDK takes seconds) would delay a cold worker's first failure by as much.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
         timeouts.append(httpx.TimeoutException)
         upstream.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import openai
-
-        timeouts.append(openai.APITimeoutError)
-        upstream.append(openai.APIError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import anthropic
-
-        timeouts.append(anthropic.APITimeoutError)
-        upstream.append(anthropic.APIError)
-    except ImportError:  # pragma: no cover
-        pass
+    for name in ("openai", "anthropic"):
+        sdk = sys.modules.get(name)
+        if sdk is not None and hasattr(sdk, "APITimeoutError"):
+            timeouts.append(sdk.APITimeoutError)
+            upstream.append(sdk.APIError)
     if isinstance(exc, tuple(timeouts)):
         return LLMTimeout
     if isinstance(exc, tuple(upstream)) or _malformed_llm_output(exc):

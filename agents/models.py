@@ -54,6 +54,8 @@ class AgentRun(models.Model):
     # [{"name", "args", "ok", "output", "duration_ms"}], in call order.
     tool_calls = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Tokens held on the user's daily ledger (``TokenUsage.reserved``) while the run executes.
+    reserved_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -64,6 +66,41 @@ class AgentRun(models.Model):
             models.Index(fields=("thread", "created_at"), name="run_thread_created_idx"),
             models.Index(fields=("status", "-created_at"), name="run_status_created_idx"),
         )
+        constraints = (
+            # One run at a time per thread, across processes (``ThreadBusy``, 409). A later
+            # ``pending`` status joins the condition.
+            models.UniqueConstraint(
+                fields=("thread",),
+                condition=models.Q(status="running"),
+                name="run_one_active_per_thread",
+            ),
+        )
 
     def __str__(self) -> str:
         return f"{self.status} run {self.id}"
+
+
+class TokenUsage(models.Model):
+    """A user's token ledger for one UTC day: what the daily budget counts.
+
+    Written at run start (``reserved``) and finish (``used``) with atomic updates; nothing
+    links it to threads or runs, so deleting them leaves the day's usage as it was.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_usage"
+    )
+    day = models.DateField()
+    # Tokens the LLM reported for the user's runs that started this day.
+    used = models.PositiveBigIntegerField(default=0)
+    # Tokens held by runs still executing (their estimate), released when they end.
+    reserved = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=("user", "day"), name="token_usage_user_day"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day}: {self.used} used, {self.reserved} reserved"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
@@ -31,14 +31,16 @@ from langgraph.types import StreamMode
 
 from accounts.models import User
 from agents import metrics, services
-from agents.budget import check_token_budget
+from agents.budget import token_usage_release, token_usage_reserve
 from agents.checkpointer import get_checkpointer
 from agents.directory import http_tool_config, tool_templates, tools_for_user
 from agents.errors import (
     AgentRunError,
+    DatabaseUnavailable,
     LLMTimeout,
     LLMUnavailable,
     RunCancelled,
+    RunTimeout,
     StepLimitExceeded,
     classify_exception,
     describe_llm_failure,
@@ -85,24 +87,31 @@ def agent_run_start(
 ) -> AgentRun:
     """Record a run that is about to execute.
 
-    Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up, before
-    anything is written, and ``ThreadNotFound`` for another user's thread. The provider and model
-    are read here, once, and stored on the run: the rest of the run uses those.
+    Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up (or
+    reserved by runs in progress), before any run is written, ``ThreadNotFound`` for another
+    user's thread and ``ThreadBusy`` (409) while another run of the thread is in progress. The
+    provider and model are read here, once, and stored on the run: the rest of the run uses
+    those.
     """
-    check_token_budget(user)
+    reserved = token_usage_reserve(user=user)  # the budget's reservation, settled at the finish
     info = model_info()
-    with transaction.atomic():  # the thread, the run and the thread's activity: one commit
-        thread = services.thread_resolve_for_run(
-            user=user, thread_id=thread_id, first_message=message
-        )
-        run = services.run_start(
-            user=user,
-            thread=thread,
-            message=message,
-            metadata=metadata or {},
-            provider=info.provider,
-            model=info.model,
-        )
+    try:
+        with transaction.atomic():  # the thread, the run and the thread's activity: one commit
+            thread = services.thread_resolve_for_run(
+                user=user, thread_id=thread_id, first_message=message
+            )
+            run = services.run_start_exclusive(  # ThreadBusy (409) across processes
+                user=user,
+                thread=thread,
+                message=message,
+                metadata=metadata or {},
+                provider=info.provider,
+                model=info.model,
+                reserved_tokens=reserved,
+            )
+    except BaseException:
+        token_usage_release(user=user, tokens=reserved)  # the run never started
+        raise
     _connection_release()
     return run
 
@@ -294,6 +303,41 @@ class _Cancellation(BaseCallbackHandler):
         self._check()
 
 
+class _Deadline(BaseCallbackHandler):
+    """The run's overall deadline (``AGENT_RUN_TIMEOUT_SECONDS``): checked when an LLM call or
+    a tool starts and on every streamed token, so a run ends at most one LLM request (bounded
+    by ``LLM_TIMEOUT_SECONDS``) or one tool call past it."""
+
+    raise_error = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def _check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RunTimeout(
+                f"The run did not finish within its {self.seconds:g} seconds and was stopped."
+            )
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+
+def thread_repair_for_run(*, run: AgentRun) -> None:
+    """Answer the tool calls ``run`` left open in its thread's memory, as a failed run's own
+    finish does: for runs ended from outside (``agents.sweeper``)."""
+    execution = _execution_prepare(run=run, tokens=False, cancel=None)
+    execution.graph = _graph_for(model=None, checkpointer=None)
+    _thread_repair(execution)
+
+
 # -- the steps of an execution ----------------------------------------------------------------
 
 
@@ -323,6 +367,8 @@ def _execution_prepare(
     callbacks: list[BaseCallbackHandler] = [usage, metrics.LLMTimingCallback()]
     if cancel is not None:
         callbacks.append(_Cancellation(cancel))
+    if settings.AGENT_RUN_TIMEOUT_SECONDS > 0:  # reliability: the run's overall deadline
+        callbacks.append(_Deadline(settings.AGENT_RUN_TIMEOUT_SECONDS))
     config: RunnableConfig = {
         "configurable": {"thread_id": str(run.thread_id)},
         "callbacks": callbacks,
@@ -465,7 +511,7 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
     _finish(
         execution,
         status=AgentRun.Status.ERROR,
-        metric_status="timeout" if isinstance(error, LLMTimeout) else "failed",
+        metric_status="timeout" if isinstance(error, LLMTimeout | RunTimeout) else "failed",
         error=reason[:4000],
     )
     _thread_repair(execution)
@@ -494,7 +540,8 @@ def _finish(
         model=model,
     )
     extra = {"error": error} if error is not None else {}
-    finished = services.run_finish(
+    # reliability: retried on a dropped connection, tokens settled, a deleted run detected
+    finished = services.run_finish_recorded(
         run=execution.run,
         status=status,
         plan=state.plan,
@@ -531,6 +578,8 @@ def _log_finished(run: AgentRun) -> None:
 def _domain_error(exc: Exception) -> AgentRunError:
     if isinstance(exc, AgentRunError):
         return exc
+    if isinstance(exc, DatabaseError):  # reliability: a dropped connection is a 503, no crash
+        return DatabaseUnavailable()
     error_class = classify_exception(exc)
     if error_class is AgentRunError:
         logger.exception("Agent run crashed", exc_info=exc)

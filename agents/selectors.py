@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from agents.models import AgentRun, AgentThread
+from agents.models import AgentRun, AgentThread, TokenUsage
 
 
 def run_list_for_user(*, user: User, filters: dict[str, Any] | None = None) -> QuerySet[AgentRun]:
@@ -94,13 +94,21 @@ def utc_day_start(now: datetime | None = None) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def token_usage_today(*, user: User) -> tuple[int, int]:
+    """``(used, reserved)`` on the user's token ledger for today (UTC): tokens the LLM reported
+    for the user's runs started today, whether or not they are still stored, and the tokens
+    runs in progress hold."""
+    row = (
+        TokenUsage.objects.filter(user=user, day=utc_day_start().date())
+        .values_list("used", "reserved")
+        .first()
+    )
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def tokens_used_today(*, user: User) -> int:
-    """Tokens the user's runs used today (UTC), as the LLM reported them (runs created today;
-    runs that reported none count 0)."""
-    total = AgentRun.objects.filter(user=user, created_at__gte=utc_day_start()).aggregate(
-        total=Sum("total_tokens")
-    )["total"]
-    return int(total or 0)
+    """Tokens the user's runs used today (UTC), as the LLM reported them (``TokenUsage``)."""
+    return token_usage_today(user=user)[0]
 
 
 def run_list_for_thread(*, thread: AgentThread) -> QuerySet[AgentRun]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from agents.checkpointer import get_checkpointer
-from agents.errors import ThreadNotFound
+from agents.errors import RunDeleted, RunNotRecorded, ThreadBusy, ThreadNotFound
 from agents.models import AgentRun, AgentThread
 
 TITLE_CHARS = 80
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _title_from(message: str) -> str:
@@ -56,6 +61,7 @@ def run_start(
     metadata: dict[str, Any],
     provider: str,
     model: str,
+    reserved_tokens: int = 0,
 ) -> AgentRun:
     run = AgentRun.objects.create(
         user=user,
@@ -65,6 +71,7 @@ def run_start(
         provider=provider,
         model=model,
         status=AgentRun.Status.RUNNING,
+        reserved_tokens=reserved_tokens,  # reliability: the token ledger's reservation
     )
     # Bump the thread's activity time so that thread lists show the latest conversation first.
     AgentThread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
@@ -107,3 +114,89 @@ def thread_rename(*, thread: AgentThread, title: str) -> AgentThread:
     AgentThread.objects.filter(pk=thread.pk).update(title=title)
     thread.title = title
     return thread
+
+
+# -- reliability: one run per thread, a finish that survives a dropped connection -------------
+
+ONE_ACTIVE_RUN_CONSTRAINT = "run_one_active_per_thread"
+
+
+def run_start_exclusive(*, thread: AgentThread, **fields: Any) -> AgentRun:
+    """``run_start``, unless another run of ``thread`` is in progress: ``ThreadBusy`` (409).
+
+    The database decides (a unique index on the thread of runs in progress), so two processes
+    starting a run of one thread at once cannot both succeed.
+    """
+    try:
+        with transaction.atomic():
+            return run_start(thread=thread, **fields)
+    except IntegrityError as exc:
+        text = str(exc)
+        if ONE_ACTIVE_RUN_CONSTRAINT in text or "agents_agentrun.thread_id" in text:
+            raise ThreadBusy() from exc
+        if not AgentThread.objects.filter(pk=thread.pk).exists():  # deleted meanwhile
+            raise ThreadNotFound() from exc
+        raise
+
+
+def _connection_lost_retry(write: Callable[[], T], *, what: str) -> T:
+    """Do ``write``; if the database connection fails, close it, drop the pool's broken
+    connections, and do it once more on a fresh one."""
+    try:
+        return write()
+    except (OperationalError, InterfaceError) as exc:
+        if connection.in_atomic_block:  # a transaction of the caller's: not ours to redo
+            raise
+        logger.warning("Database connection lost while %s (%s); retrying once", what, exc)
+        connection.close()
+        pool = getattr(connection, "pool", None)
+        if pool is not None:
+            pool.check()  # the pooled connections the server terminated with this one
+        return write()
+
+
+def run_finish_recorded(*, run: AgentRun, status: str, **fields: Any) -> AgentRun:
+    """``run_finish``, and the run's tokens counted on the user's ledger, in one transaction.
+
+    A dropped database connection is retried once on a fresh connection; if that fails too,
+    ``RunNotRecorded`` (503, with the run's id; the sweeper ends the run later). When the run
+    is gone (its thread was deleted while it ran) its tokens still count, and ``RunDeleted``
+    (409 ``thread_deleted``) is raised. A run the sweeper ended first keeps the sweeper's
+    record; only its tokens are added.
+    """
+    from agents.budget import token_usage_settle
+    from agents.selectors import utc_day_start
+
+    def write() -> Any:
+        with transaction.atomic():
+            run_finish(run=run, status=status, **fields)
+            row = (
+                AgentRun.objects.filter(pk=run.pk)
+                .values("finished_at", "total_tokens", "reserved_tokens")
+                .first()
+            )
+            tokens = int(run.total_tokens or 0)
+            mine = row is None or row["finished_at"] == run.finished_at
+            counted = 0 if mine or row is None else int(row["total_tokens"] or 0)
+            token_usage_settle(
+                user_id=run.user_id,
+                day=utc_day_start(run.created_at).date(),
+                used=tokens - counted,
+                release=int(run.reserved_tokens or 0) if mine else 0,
+            )
+            return row
+
+    try:
+        row = _connection_lost_retry(write, what=f"finishing run {run.id}")
+    except (OperationalError, InterfaceError) as exc:
+        logger.error("Run %s could not be recorded: %s", run.id, exc)
+        raise RunNotRecorded(extra=_run_ids(run)) from exc
+    if row is None:
+        if not AgentThread.objects.filter(pk=run.thread_id).exists():
+            thread_memory_delete(thread_id=run.thread_id)  # what the run wrote after the delete
+        raise RunDeleted(extra=_run_ids(run))
+    return run
+
+
+def _run_ids(run: AgentRun) -> dict[str, Any]:
+    return {"status": "error", "run_id": str(run.id), "thread_id": str(run.thread_id)}

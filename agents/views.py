@@ -84,15 +84,19 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             200: RunResultSerializer,
             400: None,
             404: None,
+            409: RunErrorSerializer,
             422: RunErrorSerializer,
             429: None,
             502: RunErrorSerializer,
+            503: RunErrorSerializer,
             504: RunErrorSerializer,
         },
         description=(
             "Send a message to the agent and wait for the answer. Pass `thread_id` to continue "
-            "a conversation; without it a new thread starts. 502: the LLM failed after its "
-            "retries; 504: it timed out; 422: the agent hit its step limit. The run is stored "
+            "a conversation; without it a new thread starts. 409: `thread_busy` (another run of "
+            "the thread is in progress) or `thread_deleted`; 502: the LLM failed after its "
+            "retries; 503: the database failed the run; 504: the LLM or the run timed out "
+            "(`llm_timeout`, `run_timeout`); 422: the agent hit its step limit. The run is stored "
             "in every case."
         ),
     )
@@ -111,7 +115,13 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         request=RunInputSerializer,
-        responses={(200, "text/event-stream"): SSE_EVENT, 400: None, 404: None, 429: None},
+        responses={
+            (200, "text/event-stream"): SSE_EVENT,
+            400: None,
+            404: None,
+            409: None,
+            429: None,
+        },
         description=(
             "Like `run`, answered as Server-Sent Events, each `data:` a JSON object: "
             "`run` {run_id, thread_id, trace_id}, `plan` {plan}, `tool_call` {name, args}, "

@@ -17,3 +17,8 @@ application = RequestBodyLimitMiddleware(
     max_bytes=settings.REQUEST_BODY_MAX_BYTES,
     timeout=settings.REQUEST_BODY_TIMEOUT_SECONDS,
 )
+
+# Runs left ``running`` by a worker that died are ended here too (agents.sweeper).
+from agents.sweeper import sweep_in_background  # noqa: E402
+
+sweep_in_background()

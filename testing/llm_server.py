@@ -56,7 +56,7 @@ class Reply:
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     # Sent as-is with a 200 instead of a completion: a broken upstream.
-    raw: bytes | None = None
+    raw: str | bytes | None = None
 
     @classmethod
     def text(
@@ -109,8 +109,10 @@ class Reply:
         return cls(status=status, message=message, delay=delay, headers=dict(headers or {}))
 
     @classmethod
-    def garbage(cls, body: bytes = b"<html>not json{", *, delay: float = 0.0) -> Reply:
-        """Answer 200 with ``body`` as the JSON (or event-stream) response: malformed output."""
+    def garbage(
+        cls, body: str | bytes = '{"choices": [{"message": tru', *, delay: float = 0.0
+    ) -> Reply:
+        """A 200 whose body (or, streamed, whose event) is not valid JSON: malformed output."""
         return cls(raw=body, delay=delay)
 
     @classmethod
@@ -190,6 +192,27 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": type_, "param": None, "code": code}
         self._send_json(status, {"error": error}, headers)
 
+    def _peer_closed(self) -> bool:
+        try:
+            self.connection.setblocking(False)
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            finally:
+                self.connection.setblocking(True)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _send_raw(self, raw: str | bytes, *, stream: bool) -> None:
+        text = raw if isinstance(raw, bytes) else raw.encode()
+        body = b"data: " + text + b"\n\n" if stream else text
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(length) or b"{}")
@@ -228,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if reply.delay and owner._sleep(reply.delay):
                 raise _ClientGone  # the server is stopping: drop the request
+            if reply.delay and self._peer_closed():
+                raise _ClientGone  # it gave up waiting (a timeout): nothing is delivered
             if reply.is_error:
                 self._send_error(reply.status, reply.message, reply.headers)
             elif reply.raw is not None:
@@ -236,6 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(body, reply)
             else:
                 self._send_json(200, owner._completion(body, reply), reply.headers)
+                owner._record_usage(reply)
         except (_ClientGone, *_DISCONNECT_ERRORS):
             self.close_connection = True
             if stream and not reply.is_error and not owner._stopping.is_set():
@@ -246,14 +272,6 @@ class _Handler(BaseHTTPRequestHandler):
         owner._record_finished()
         if owner.record_timings:
             owner._record_timing(body, arrived, self.first_token_at or time.monotonic())
-
-    def _send_raw(self, body: bytes, *, stream: bool) -> None:
-        self.send_response(200)
-        content_type = "text/event-stream" if stream else "application/json"
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     # -- streaming ------------------------------------------------------------------------
     def _write_chunk(self, data: bytes) -> None:
@@ -275,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.first_token_at = time.monotonic()
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            owner._record_usage(reply)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -316,6 +336,8 @@ class FakeLLMServer:
         self.received_at: list[float] = []  # time.monotonic() of each request, in order
         self.in_flight = 0  # requests being answered now
         self.max_in_flight = 0  # the most answered at once (concurrency seen by the server)
+        # Tokens this server reported in the usage of the answers it sent in full.
+        self.usage_reported = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.default_reply: Reply | None = None
         # Called for each request when nothing is queued: the reply for that request body.
         self.responder: Callable[[dict[str, Any]], Reply] | None = None
@@ -382,6 +404,7 @@ class FakeLLMServer:
             self.max_in_flight = 0
             self.timings.clear()
             self._call_counter = 0
+            self.usage_reported = dict.fromkeys(self.usage_reported, 0)
 
     @property
     def cancelled_count(self) -> int:
@@ -427,6 +450,11 @@ class FakeLLMServer:
     def _record_timing(self, body: dict[str, Any], arrived: float, first: float) -> None:
         with self._lock:
             self.timings.append((body, arrived, first, time.monotonic()))
+
+    def _record_usage(self, reply: Reply) -> None:
+        with self._lock:
+            for key, value in reply.usage.items():
+                self.usage_reported[key] += value
 
     def _record_cancelled(self, body: dict[str, Any]) -> None:
         with self._lock:

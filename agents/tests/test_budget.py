@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from agents import selectors
-from agents.budget import seconds_until_utc_midnight
+from agents.budget import seconds_until_utc_midnight, token_usage_settle
 from agents.errors import TokenBudgetExceeded
 from agents.models import AgentRun, AgentThread
 from agents.runner import agent_run, agent_run_start
@@ -26,19 +26,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("offline")]
 
 
 def make_run(user: User, total_tokens: int | None, *, created_at: datetime | None = None) -> None:
+    """A finished run of ``user`` and its tokens on the ledger, as the runner records them."""
     thread = AgentThread.objects.create(owner=user)
     run = AgentRun.objects.create(
         user=user, thread=thread, input="hi", status="success", total_tokens=total_tokens
     )
     if created_at is not None:
         AgentRun.objects.filter(pk=run.pk).update(created_at=created_at)
+    day = selectors.utc_day_start(created_at).date()
+    token_usage_settle(user_id=user.pk, day=day, used=total_tokens or 0, release=0)
 
 
 def rejections() -> float:
     return REGISTRY.get_sample_value("ratelimit_rejections_total", {"scope": "token_budget"}) or 0
 
 
-def test_tokens_used_today_sums_the_users_runs_since_utc_midnight(user):
+def test_tokens_used_today_sums_the_users_ledger_since_utc_midnight(user):
     make_run(user, 120)
     make_run(user, 30)
     make_run(user, None)  # the LLM reported nothing: counts 0

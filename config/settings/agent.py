@@ -30,3 +30,20 @@ HTTP_TOOL_MAX_RESPONSE_BYTES: int = env.int("HTTP_TOOL_MAX_RESPONSE_BYTES", defa
 # Seconds between SSE comment lines on an idle stream, so proxies keep the connection open.
 AGENT_STREAM_HEARTBEAT_SECONDS: float = env.float("AGENT_STREAM_HEARTBEAT_SECONDS", default=15.0)
 AGENT_CHAT_ENABLED: bool = env.bool("AGENT_CHAT_ENABLED", default=True)
+
+# A run's overall deadline: past it the run stops at its next LLM call, streamed token or tool
+# and ends as 504 ``run_timeout`` (each LLM request is bounded by LLM_TIMEOUT_SECONDS too).
+AGENT_RUN_TIMEOUT_SECONDS: float = env.float("AGENT_RUN_TIMEOUT_SECONDS", default=300.0)
+# A run still ``running`` this long after it started was abandoned (its worker died): the
+# sweeper (``manage.py sweep_runs``, Celery beat, every app server process) ends it as
+# ``error`` with code ``abandoned``. Well above the longest legitimate run.
+AGENT_RUN_STALE_AFTER_SECONDS: float = env.float(
+    "AGENT_RUN_STALE_AFTER_SECONDS", default=max(3 * AGENT_RUN_TIMEOUT_SECONDS, 600.0)
+)
+# How often the sweeper runs (Celery beat, and each app server process); 0: only at start.
+AGENT_RUN_SWEEP_INTERVAL_SECONDS: float = env.float(
+    "AGENT_RUN_SWEEP_INTERVAL_SECONDS", default=300.0
+)
+
+# Every app server process sweeps in a background thread (at start, then every interval).
+AGENT_RUN_SWEEP_IN_PROCESS: bool = env.bool("AGENT_RUN_SWEEP_IN_PROCESS", default=True)

@@ -7,6 +7,7 @@ broker (the embedded default) jobs run in the web process and Celery is not used
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
+from config.settings.agent import AGENT_RUN_SWEEP_INTERVAL_SECONDS
 from config.settings.cache import REDIS_URL
 from config.settings.evaluation import EVALUATION_SCHEDULE_MINUTES
 
@@ -22,6 +23,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Runs left `running` by a process that died end as `abandoned` (agents.sweeper).
+    "agents-sweep-runs": {
+        "task": "agents.tasks.sweep_runs",
+        "schedule": AGENT_RUN_SWEEP_INTERVAL_SECONDS or 300.0,
+    },
     "evaluations-fail-stale-jobs": {"task": "evaluations.fail_stale_jobs", "schedule": 300.0},
 }
 if EVALUATION_SCHEDULE_MINUTES > 0:

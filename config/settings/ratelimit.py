@@ -20,6 +20,9 @@ FORWARDED_ALLOW_IPS: list[str] = env.list("FORWARDED_ALLOW_IPS", default=["127.0
 RATE_LIMIT_FAIL_OPEN: bool = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
 # Tokens a user's agent runs may use per UTC day, as the LLM reported them; 0 turns it off.
 AGENT_DAILY_TOKEN_BUDGET: int = env.int("AGENT_DAILY_TOKEN_BUDGET", default=0)
+# Tokens a run reserves on the day's ledger before it starts (settled to what it used when it
+# ends), so that concurrent runs cannot overshoot the budget: about one run's usage.
+AGENT_RUN_TOKEN_RESERVE: int = env.int("AGENT_RUN_TOKEN_RESERVE", default=4000)
 
 # django-ratelimit's own settings, derived from the ones above.
 RATELIMIT_ENABLE = RATE_LIMIT_ENABLED

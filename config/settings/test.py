@@ -41,3 +41,5 @@ EVALUATION_BASE_URL = env.str("TEST_EVALUATION_BASE_URL", default="")
 if not (EVALUATION_API_KEY or EVALUATION_BASE_URL):
     EVALUATION_LLM = "offline"
 EVALUATION_REPORTS_DIR = str(BASE_DIR / "var" / "test-reports")
+# Sweeping stale runs in the background only in the servers a test starts for it.
+AGENT_RUN_SWEEP_IN_PROCESS = env.bool("AGENT_RUN_SWEEP_IN_PROCESS", default=False)

@@ -1,0 +1,156 @@
+"""The stale-run sweeper: runs left ``running`` by a worker that died end as abandoned.
+
+A run is finished by the process that executes it, in every outcome it can see; a process that
+is killed (``kill -9``, an out-of-memory kill, a lost machine) sees none. ``run_sweep_stale``
+ends every run still ``running`` ``AGENT_RUN_STALE_AFTER_SECONDS`` after it started (well past
+the run's own deadline, ``AGENT_RUN_TIMEOUT_SECONDS``) as ``error`` with the error text
+``abandoned: ...``, answers the tool calls it left open in the thread's memory (so the thread's
+next turn works), counts its tokens if they are known and releases its token reservation.
+
+It runs from ``manage.py sweep_runs``, from Celery beat in production (``agents.tasks``), when a
+Celery worker starts, and in every app server process: once when it starts, then every
+``AGENT_RUN_SWEEP_INTERVAL_SECONDS`` (``sweep_in_background``, started by ``config.asgi``).
+Sweeping is idempotent: a run is claimed by a conditional update, so concurrent sweepers end
+each run once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, connections
+from django.utils import timezone
+
+from agents.budget import token_usage_settle
+from agents.models import AgentRun
+from agents.selectors import utc_day_start
+
+logger = logging.getLogger(__name__)
+
+ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class SweptRun:
+    id: str
+    thread_id: str
+    user_id: str
+    created_at: str
+    ended: bool  # False on a dry run
+
+
+def run_sweep_stale(
+    *, older_than: timedelta | None = None, dry_run: bool = False, limit: int = 1000
+) -> list[SweptRun]:
+    """End runs ``running`` for longer than ``older_than`` (default
+    ``AGENT_RUN_STALE_AFTER_SECONDS``) as abandoned; the runs it ended (or would end)."""
+    from agents.runner import thread_repair_for_run
+
+    age = older_than if older_than is not None else _stale_after()
+    cutoff = timezone.now() - age
+    stale = (
+        AgentRun.objects.filter(status=AgentRun.Status.RUNNING, created_at__lt=cutoff)
+        .select_related("user")
+        .order_by("created_at")[:limit]
+    )
+    swept: list[SweptRun] = []
+    for run in stale:
+        if not dry_run:
+            # Repaired first: once a run reads as ended, its thread takes the next turn.
+            # (Repairing twice is harmless: the second finds no open call.)
+            thread_repair_for_run(run=run)
+        ended = not dry_run and _end(run, age)
+        if dry_run or ended:
+            swept.append(
+                SweptRun(
+                    id=str(run.id),
+                    thread_id=str(run.thread_id),
+                    user_id=str(run.user_id),
+                    created_at=run.created_at.isoformat(),
+                    ended=ended,
+                )
+            )
+    return swept
+
+
+def _stale_after() -> timedelta:
+    return timedelta(seconds=float(settings.AGENT_RUN_STALE_AFTER_SECONDS))
+
+
+def _end(run: AgentRun, age: timedelta) -> bool:
+    """Claim and end one run; False when it finished (or was swept) meanwhile."""
+    now = timezone.now()
+    error = (
+        f"{ABANDONED}: still running {int(age.total_seconds())} s after it started; "
+        "the process executing it stopped"
+    )
+    claimed = AgentRun.objects.filter(pk=run.pk, status=AgentRun.Status.RUNNING).update(
+        status=AgentRun.Status.ERROR,
+        error=error,
+        finished_at=now,
+        latency_ms=int((now - run.created_at).total_seconds() * 1000),
+    )
+    if not claimed:
+        return False
+    token_usage_settle(
+        user_id=run.user_id,
+        day=utc_day_start(run.created_at).date(),
+        used=int(run.total_tokens or 0),
+        release=int(run.reserved_tokens or 0),
+    )
+    logger.warning(
+        "Run %s ended as abandoned",
+        run.id,
+        extra={"event": "agent_run_abandoned", "run_id": str(run.id)},
+    )
+    return True
+
+
+def run_sweep_safely() -> int:
+    """One sweep that never raises (a background loop's): how many runs it ended."""
+    try:
+        close_old_connections()
+        return len(run_sweep_stale())
+    except DatabaseError as exc:  # the database is away or dropped us: the next sweep retries
+        logger.warning("Sweeping stale runs failed: %s: %s", type(exc).__name__, exc)
+        connection.close()
+        pool = getattr(connection, "pool", None)
+        if pool is not None:
+            pool.check()
+        return 0
+    except Exception:
+        logger.exception("Sweeping stale runs failed")
+        return 0
+    finally:
+        connections.close_all()
+
+
+_started: dict[str, int | None] = {"pid": None}
+_started_lock = threading.Lock()
+
+
+def sweep_in_background() -> None:
+    """Sweep in a daemon thread of this process: now, then every
+    ``AGENT_RUN_SWEEP_INTERVAL_SECONDS`` (0: only now). Once per process; never with
+    ``AGENT_RUN_SWEEP_IN_PROCESS`` off."""
+    if not settings.AGENT_RUN_SWEEP_IN_PROCESS:
+        return
+    with _started_lock:
+        if _started["pid"] == os.getpid():
+            return
+        _started["pid"] = os.getpid()
+    interval = float(settings.AGENT_RUN_SWEEP_INTERVAL_SECONDS)
+
+    def loop() -> None:
+        while True:
+            run_sweep_safely()
+            if interval <= 0:
+                return
+            threading.Event().wait(interval)
+
+    threading.Thread(target=loop, name="agent-run-sweeper", daemon=True).start()
