@@ -53,9 +53,12 @@ def error_sse(error: AgentRunError) -> str:
 async def stream_events(
     produce: Callable[[threading.Event], Iterator[AgentEvent]],
     *,
+    run_id: str | None = None,
     heartbeat_seconds: float | None = None,
 ) -> AsyncIterator[str]:
-    """Run ``produce(cancel)`` on a thread; yield its events as SSE text, with heartbeats."""
+    """Run ``produce(cancel)`` on a thread; yield its events as SSE text, with heartbeats.
+
+    ``run_id`` names the run in the ``error`` event even when the failure is not the run's own."""
     heartbeat = heartbeat_seconds or settings.AGENT_STREAM_HEARTBEAT_SECONDS
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -72,7 +75,8 @@ async def stream_events(
             put(error_sse(error))
         except Exception:  # a bug outside the run's own handling: a last resort
             logger.exception("Agent stream worker failed")
-            put(sse("error", {"detail": "The agent failed.", "code": "agent_error"}))
+            failure = {"detail": "The agent failed.", "code": "agent_error", "run_id": run_id}
+            put(sse("error", failure))
         finally:
             connections.close_all()  # this thread's connections die with it
             put(_END)

@@ -151,7 +151,7 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             with bind_log_context(correlation_id=request_id):
                 yield from agent_run_execute(run=run, tokens=True, cancel=cancel)
 
-        events = stream_events(produce)
+        events = stream_events(produce, run_id=str(run.id))
         response = StreamingHttpResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
