@@ -22,7 +22,7 @@ from agents.budget import token_usage_reserve, token_usage_settle
 from agents.errors import LLMUnavailable, RunDeleted, RunTimeout, TokenBudgetExceeded
 from agents.events import RunEvent
 from agents.models import AgentRun, AgentThread, TokenUsage
-from agents.runner import _graph_build, agent_run, agent_run_execute, agent_run_start
+from agents.runner import _graph_for, agent_run, agent_run_execute, agent_run_start
 from agents.sweeper import run_sweep_stale
 from agents.tests.test_runner import assert_every_tool_call_answered
 from testing.llm_server import FakeLLMServer, Reply
@@ -240,7 +240,7 @@ def test_tool_calls_a_timed_out_run_left_are_answered(settings, llm_server: Fake
 
 def leave_open_tool_call(run: AgentRun) -> None:
     """The thread's memory as a worker killed mid-tool leaves it: an unanswered tool call."""
-    graph = _graph_build(run=run, model=None, checkpointer=None)
+    graph = _graph_for(model=None, checkpointer=None)
     config = {"configurable": {"thread_id": str(run.thread_id)}}
     call = {"id": "call_killed", "name": "lookup_user_items", "args": {}}
     graph.update_state(
