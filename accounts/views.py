@@ -26,9 +26,8 @@ from accounts.serializers import (
     UserOutputSerializer,
     UserUpdateSerializer,
 )
+from core.routers import UUID_REGEX
 from core.throttles import LoginAccountRateThrottle, LoginRateThrottle, RateLimitMixin
-
-UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
 
 class LoginAccessTokenView(RateLimitMixin, APIView):

@@ -33,9 +33,8 @@ from agents.serializers import (
 from agents.streaming import stream_events
 from config.logging import bind_log_context, correlation_id
 from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
+from core.routers import UUID_REGEX
 from core.throttles import AgentRateThrottle, RateLimitMixin
-
-UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
 # One Server-Sent Event of the run stream, as an SSE client parses it.
 SSE_EVENT = inline_serializer(
@@ -84,7 +83,7 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             200: RunResultSerializer,
             400: None,
             404: None,
-            409: RunErrorSerializer,
+            409: None,  # thread_busy (no run) or thread_deleted: the error body
             422: RunErrorSerializer,
             429: None,
             502: RunErrorSerializer,

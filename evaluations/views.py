@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from core.pagination import CreatedAtCursorPagination
+from core.routers import UUID_REGEX
 from core.throttles import AgentRateThrottle, RateLimitMixin
 from evaluations import selectors, services
 from evaluations.models import AgentEvaluation, EvaluationJob
@@ -29,8 +30,6 @@ from evaluations.serializers import (
     JobAcceptedSerializer,
     JobSerializer,
 )
-
-UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
 
 def _user(request: Request) -> User:
