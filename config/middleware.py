@@ -15,7 +15,7 @@ from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as message_middleware
 from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import common
 from django.urls import Resolver404, resolve
 from whitenoise.middleware import WhiteNoiseMiddleware
 
@@ -254,11 +254,11 @@ async def _send_json_error(send: Any, status: int, detail: str, code: str) -> No
 
 # Django's own middleware, on the event loop. Under ASGI Django's ``MiddlewareMixin`` runs
 # every ``process_request`` and ``process_response`` through ``sync_to_async``: two thread hops
-# per middleware and request, about 1.3 ms of CPU a request for the stack in settings. These
-# subclasses call the same methods directly in async mode where they only look at the request
-# and the response (no query, no file), and hand over to a thread only when one would touch the
-# database (a session to save, messages to store, a CSRF token kept in the session). In sync
-# mode (WSGI, the test client) they are Django's classes unchanged.
+# per middleware and request. These subclasses call the same methods directly in async mode
+# where they only look at the request and the response (no query, no file), and hand over to a
+# thread only when one would touch the database (a session to save, messages to store). In
+# sync mode (WSGI, the test client) they are Django's classes unchanged. (Security, CSRF and
+# X-Frame-Options are left as Django ships them: ``check --deploy`` looks for them by name.)
 
 
 class _OnTheLoop:
@@ -284,30 +284,12 @@ class _OnTheLoop:
         return response
 
 
-class SecurityMiddleware(_OnTheLoop, security.SecurityMiddleware):
-    pass
-
-
 class CommonMiddleware(_OnTheLoop, common.CommonMiddleware):
-    pass
-
-
-class XFrameOptionsMiddleware(_OnTheLoop, clickjacking.XFrameOptionsMiddleware):
     pass
 
 
 class AuthenticationMiddleware(_OnTheLoop, auth_middleware.AuthenticationMiddleware):
     """Sets ``request.user`` lazily (no query until it is read)."""
-
-
-class CsrfViewMiddleware(_OnTheLoop, csrf.CsrfViewMiddleware):
-    """Reads and sets the CSRF cookie; with ``CSRF_USE_SESSIONS`` the token is in the session,
-    which the database holds, so then it is Django's thread-hopping class."""
-
-    async def __acall__(self, request: HttpRequest) -> Any:
-        if settings.CSRF_USE_SESSIONS:
-            return await csrf.CsrfViewMiddleware.__acall__(self, request)
-        return await super().__acall__(request)
 
 
 class SessionMiddleware(_OnTheLoop, session_middleware.SessionMiddleware):

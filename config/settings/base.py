@@ -47,21 +47,23 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Every one sync and async capable, so that under ASGI the stack runs on the event loop and
-    # only the view goes to a thread (config/middleware.py: Django's own, made not to hop).
+    # Every one sync and async capable, so that under ASGI the stack runs in async mode; those
+    # from config/ run on the event loop without Django's MiddlewareMixin thread hops
+    # (config/middleware.py). Security, CSRF and X-Frame-Options stay Django's own classes:
+    # `check --deploy` looks for them by name.
     "config.metrics.PrometheusBeforeMiddleware",
     "config.logging.CorrelationIdMiddleware",
-    "config.middleware.SecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "config.middleware.StaticFilesMiddleware",  # WhiteNoise
     "corsheaders.middleware.CorsMiddleware",
     "config.middleware.ApiErrorMiddleware",
     "config.middleware.OptionalSlashMiddleware",
     "config.middleware.SessionMiddleware",
     "config.middleware.CommonMiddleware",
-    "config.middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "config.middleware.AuthenticationMiddleware",
     "config.middleware.MessageMiddleware",
-    "config.middleware.XFrameOptionsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.metrics.PrometheusAfterMiddleware",
 ]
 
