@@ -3,8 +3,9 @@
 rate limits, Langfuse tracing to a local receiver, Prometheus in multi-process mode, and the
 benchmarks' LLM server (``bench/llm_server.py``) as the OpenAI-compatible provider.
 
-``bench_app(name=...)`` creates the database ``agents_bench_<name>`` (``BENCH_DB_PREFIX`` changes the prefix) afresh, migrates it, creates
-the users and their access tokens, starts everything and yields a :class:`BenchApp`.
+``bench_app(name=...)`` creates the database ``agents_bench_<name>`` afresh (``BENCH_DB_PREFIX``
+changes the prefix), migrates it, creates the users and their access tokens, starts everything
+and yields a :class:`BenchApp`.
 """
 
 from __future__ import annotations
