@@ -41,6 +41,8 @@ How it behaves:
   ``BatchSpanProcessor``; a bounded queue, requests bounded by ``LANGFUSE_TIMEOUT_SECONDS``,
   retries included). Nothing in :func:`run_trace` touches the network, and any SDK error is
   logged as a warning and the run goes on untraced.
+* **No media scan** unless ``LANGFUSE_MEDIA_UPLOAD_ENABLED``: the SDK would walk every span's
+  input and output for base64 data to upload as attachments; runs carry text only.
 * **Flushed** at process exit (``atexit``) and by :func:`flush_langfuse` (management commands
   call it in their ``handle``), each time waiting at most ``2 * LANGFUSE_TIMEOUT_SECONDS``: the
   client's ``flush()``/``shutdown()`` run on a daemon thread that is given up on after that.
@@ -89,6 +91,7 @@ class _Config:
     flush_interval: float
     environment: str
     release: str
+    media_upload: bool = False
 
 
 @dataclass
@@ -127,6 +130,7 @@ def _config() -> _Config | None:
         flush_interval=float(settings.LANGFUSE_FLUSH_INTERVAL),
         environment=settings.APP_ENV,
         release=settings.VERSION,
+        media_upload=bool(settings.LANGFUSE_MEDIA_UPLOAD_ENABLED),
     )
 
 
@@ -202,6 +206,8 @@ def _create(config: _Config) -> _State:
         ),
         shutdown_on_exit=False,  # _shutdown_at_exit does it, bounded
     )
+    # The SDK's media manager reads this variable when the client is made (no argument for it).
+    os.environ["LANGFUSE_MEDIA_UPLOAD_ENABLED"] = "true" if config.media_upload else "false"
     client = Langfuse(
         public_key=config.public_key,
         secret_key=config.secret_key,

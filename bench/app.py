@@ -3,8 +3,9 @@
 rate limits, Langfuse tracing to a local receiver, Prometheus in multi-process mode, and the
 benchmarks' LLM server (``bench/llm_server.py``) as the OpenAI-compatible provider.
 
-``bench_app(name=...)`` creates the database ``agents_bench_<name>`` afresh, migrates it, creates
-the users and their access tokens, starts everything and yields a :class:`BenchApp`.
+``bench_app(name=...)`` creates the database ``agents_bench_<name>`` afresh (``BENCH_DB_PREFIX``
+changes the prefix), migrates it, creates the users and their access tokens, starts everything
+and yields a :class:`BenchApp`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from testing.live import collected_static_root, free_port  # noqa: E402
 
 PG = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "agents_bench")
 
 CREATE_USERS = """
 import json, os
@@ -188,7 +190,7 @@ def bench_app(
     env_extra: dict[str, str] | None = None,
     reset: bool = True,
 ) -> Iterator[BenchApp]:
-    database = f"agents_bench_{name}"
+    database = f"{DB_PREFIX}_{name}"
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     with (
         LangfuseReceiver() as receiver,

@@ -257,10 +257,11 @@ def history(
         users, runs, requests = 20, 2_000, 10
     threads = users * 10
     heavy = min(HEAVY_RUNS, runs // 10)
-    database = "agents_bench_history" + ("_smoke" if smoke else "")
     import psycopg
 
-    from bench.app import PG, app_env, database_reset, manage
+    from bench.app import DB_PREFIX, PG, app_env, database_reset, manage
+
+    database = f"{DB_PREFIX}_history" + ("_smoke" if smoke else "")
 
     env = app_env(
         database=database,
@@ -274,7 +275,7 @@ def history(
     manage(env, "migrate", "--noinput", "-v0")  # a reused database gets the new indexes
     if not reuse:
         generated = history_generate(database, users=users, threads=threads, runs=runs, heavy=heavy)
-    with bench_app(name=database.removeprefix("agents_bench_"), users=0, reset=False) as app:
+    with bench_app(name=database.removeprefix(f"{DB_PREFIX}_"), users=0, reset=False) as app:
         heavy_id = str(uuid.UUID(hashlib.md5(b"bench-user-0").hexdigest()))
         token = (
             manage(

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from pythonjsonlogger.json import JsonFormatter
 
@@ -78,29 +79,54 @@ def _request_id(request: HttpRequest) -> str:
 
 
 class CorrelationIdMiddleware:
-    """One id per request, from ``X-Request-ID`` when the caller (or a proxy) sends a sane one."""
+    """One id per request, from ``X-Request-ID`` when the caller (or a proxy) sends a sane one.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Sync and async capable: under ASGI it runs on the event loop, so it costs no thread hop.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
         request_id = _request_id(request)
         request.correlation_id = request_id  # type: ignore[attr-defined]
         started = time.perf_counter()
         with bind_log_context(correlation_id=request_id):
             response = self.get_response(request)
-            access_logger.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "client_ip": client_ip(request),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
+            _access_log(request, response, started)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        request_id = _request_id(request)
+        request.correlation_id = request_id  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        with bind_log_context(correlation_id=request_id):
+            response = await self.get_response(request)
+            _access_log(request, response, started)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+def _access_log(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    access_logger.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "client_ip": client_ip(request),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )

@@ -7,6 +7,9 @@ is set for prometheus_client's multiprocess mode.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django_prometheus import middleware
 from prometheus_client import Counter
 
 # Rate limits and budgets (core.throttles, agents.budget). ``scope``: "agent", "login",
@@ -26,3 +29,21 @@ RATELIMIT_BACKEND_ERRORS = Counter(
 for _scope in ("agent", "login", "token_budget"):
     RATELIMIT_REJECTIONS.labels(scope=_scope)
     RATELIMIT_BACKEND_ERRORS.labels(scope=_scope)
+
+
+class PrometheusBeforeMiddleware(middleware.PrometheusBeforeMiddleware):
+    """django_prometheus's, counting the same; under ASGI on the event loop (its base class
+    would run both methods through ``sync_to_async``). Counting is memory (or, multi-process,
+    an mmap'ed file) only."""
+
+    async def __acall__(self, request: Any) -> Any:
+        self.process_request(request)
+        return self.process_response(request, await self.get_response(request))
+
+
+class PrometheusAfterMiddleware(middleware.PrometheusAfterMiddleware):
+    """django_prometheus's, counting the same; on the event loop under ASGI (see above)."""
+
+    async def __acall__(self, request: Any) -> Any:
+        self.process_request(request)
+        return self.process_response(request, await self.get_response(request))

@@ -9,10 +9,34 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as message_middleware
+from django.contrib.sessions import middleware as session_middleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware import common
 from django.urls import Resolver404, resolve
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 logger = logging.getLogger(__name__)
+
+
+class _DualModeMiddleware:
+    """Sync and async capable (Django's "Asynchronous support" for middleware): under ASGI a
+    stack of such middleware runs on the event loop, and only the view itself goes to a thread;
+    one sync-only middleware would cost two thread hops a request. Subclasses implement
+    ``__call__`` for sync and ``__acall__`` for async mode."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)  # type: ignore[type-var]
+
 
 _CODES = {
     400: "bad_request",
@@ -24,7 +48,7 @@ _CODES = {
 }
 
 
-class ApiErrorMiddleware:
+class ApiErrorMiddleware(_DualModeMiddleware):
     """No HTML error page ever leaves ``/api/``.
 
     DRF already answers JSON for errors raised in API views; this catches the rest: URL-resolver
@@ -32,11 +56,15 @@ class ApiErrorMiddleware:
     ``DEBUG`` on, where Django would render its technical pages).
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        return self._checked(request, self.get_response(request))
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        return self._checked(request, await self.get_response(request))
+
+    def _checked(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if not request.path.startswith("/api/") or response.status_code < 400:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
@@ -59,7 +87,7 @@ class ApiErrorMiddleware:
         return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
 
 
-class OptionalSlashMiddleware:
+class OptionalSlashMiddleware(_DualModeMiddleware):
     """Every path answers with and without its trailing slash, whatever the method.
 
     A path that does not resolve is served as its twin (the slash added or removed) when the
@@ -67,10 +95,12 @@ class OptionalSlashMiddleware:
     clients follow a 301 with a body-less GET). Paths that resolve as sent are untouched.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def __call__(self, request: HttpRequest) -> Any:
+        self._route(request)
+        return self.get_response(request)  # a coroutine in async mode
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    @staticmethod
+    def _route(request: HttpRequest) -> None:
         path = request.path_info
         urlconf = getattr(request, "urlconf", None)
         if path not in ("", "/") and not _served(path, urlconf):
@@ -79,7 +109,37 @@ class OptionalSlashMiddleware:
                 prefix = request.path[: len(request.path) - len(path)]
                 request.path_info = twin
                 request.path = f"{prefix}{twin}"
-        return self.get_response(request)
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise's middleware, also async capable (WhiteNoise 6 is sync only).
+
+    A request for a static file is served as WhiteNoise serves it, in a thread (it opens the
+    file); every other request passes through on the event loop.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        if self.autorefresh:  # development: looks at the file system
+            static_file = await sync_to_async(self.find_file)(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return await sync_to_async(self.serve)(static_file, request)
+        return await self.get_response(request)
 
 
 def _served(path: str, urlconf: str | None) -> bool:
@@ -190,3 +250,61 @@ async def _send_json_error(send: Any, status: int, detail: str, code: str) -> No
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# Django's own middleware, on the event loop. Under ASGI Django's ``MiddlewareMixin`` runs
+# every ``process_request`` and ``process_response`` through ``sync_to_async``: two thread hops
+# per middleware and request. These subclasses call the same methods directly in async mode
+# where they only look at the request and the response (no query, no file), and hand over to a
+# thread only when one would touch the database (a session to save, messages to store). In
+# sync mode (WSGI, the test client) they are Django's classes unchanged. (Security, CSRF and
+# X-Frame-Options are left as Django ships them: ``check --deploy`` looks for them by name.)
+
+
+class _OnTheLoop:
+    """Mixin for a ``MiddlewareMixin`` subclass: its async path calls ``process_request`` and
+    ``process_response`` on the event loop unless ``_needs_thread`` says otherwise."""
+
+    get_response: Callable[[HttpRequest], Any]
+
+    def _needs_thread(self, request: HttpRequest) -> bool:
+        return False
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        process_request = getattr(self, "process_request", None)
+        process_response = getattr(self, "process_response", None)
+        response = None
+        if process_request is not None:
+            response = process_request(request)
+        response = response or await self.get_response(request)
+        if process_response is not None:
+            if self._needs_thread(request):
+                return await sync_to_async(process_response)(request, response)
+            response = process_response(request, response)
+        return response
+
+
+class CommonMiddleware(_OnTheLoop, common.CommonMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_OnTheLoop, auth_middleware.AuthenticationMiddleware):
+    """Sets ``request.user`` lazily (no query until it is read)."""
+
+
+class SessionMiddleware(_OnTheLoop, session_middleware.SessionMiddleware):
+    """The session store is lazy: nothing is read until a view uses it. Saving one is a query,
+    so a modified session is saved in a thread, as Django does."""
+
+    def _needs_thread(self, request: HttpRequest) -> bool:
+        session = getattr(request, "session", None)
+        return session is not None and (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
+
+
+class MessageMiddleware(_OnTheLoop, message_middleware.MessageMiddleware):
+    """Messages are stored (in the cookie, then the session) only when a view added or read
+    some; then in a thread."""
+
+    def _needs_thread(self, request: HttpRequest) -> bool:
+        storage = getattr(request, "_messages", None)
+        return storage is not None and (storage.used or storage.added_new)

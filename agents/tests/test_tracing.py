@@ -695,3 +695,25 @@ def test_settings_enabled_with_keys(load_settings: Any) -> None:
     assert module.LANGFUSE_ENABLED is True
     assert module.LANGFUSE_SAMPLE_RATE == 0.25
     assert module.LANGCHAIN_API_KEY == "ls-1"
+
+
+_DATA_URI = "data:image/png;base64," + "iVBORw0KGgo" * 8
+
+
+@pytest.mark.parametrize("upload", [False, True])
+def test_the_media_scan_runs_only_when_media_upload_is_enabled(
+    langfuse_on: LangfuseReceiver, settings: SettingsWrapper, upload: bool
+) -> None:
+    if upload:
+        settings.LANGFUSE_MEDIA_UPLOAD_ENABLED = True
+    run_id = uuid.uuid4()
+    traced_invoke(run_id, input=_DATA_URI)
+    tracing.flush_langfuse()
+
+    (root,) = langfuse_on.wait_for_spans(_root)
+    recorded = root.attributes["langfuse.observation.input"]
+    if upload:  # the SDK replaced the data by a reference to its upload (which the receiver
+        # refuses: it serves no media API)
+        assert "@@@langfuseMedia:type=image/png" in recorded
+    else:  # off by default: the text as it came
+        assert recorded == _DATA_URI

@@ -47,20 +47,24 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Every one sync and async capable, so that under ASGI the stack runs in async mode; those
+    # from config/ run on the event loop without Django's MiddlewareMixin thread hops
+    # (config/middleware.py). Security, CSRF and X-Frame-Options stay Django's own classes:
+    # `check --deploy` looks for them by name.
+    "config.metrics.PrometheusBeforeMiddleware",
     "config.logging.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.StaticFilesMiddleware",  # WhiteNoise
     "corsheaders.middleware.CorsMiddleware",
     "config.middleware.ApiErrorMiddleware",
     "config.middleware.OptionalSlashMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "config.middleware.SessionMiddleware",
+    "config.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    "config.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "config.metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

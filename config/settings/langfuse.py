@@ -33,6 +33,10 @@ LANGFUSE_TIMEOUT_SECONDS: int = env.int("LANGFUSE_TIMEOUT_SECONDS", default=5)
 # Spans per export batch, and seconds between background exports.
 LANGFUSE_FLUSH_AT: int = env.int("LANGFUSE_FLUSH_AT", default=512)
 LANGFUSE_FLUSH_INTERVAL: float = env.float("LANGFUSE_FLUSH_INTERVAL", default=5.0)
+# Whether the SDK scans every span's input and output for media (base64 data URIs, images) to
+# upload them as attachments. Runs here carry text only, and the scan walks the whole
+# conversation of every span in Python (about 3 % of a run's CPU), so it is off unless set.
+LANGFUSE_MEDIA_UPLOAD_ENABLED: bool = env.bool("LANGFUSE_MEDIA_UPLOAD_ENABLED", default=False)
 # Tags put on every trace, besides the caller's.
 LANGFUSE_TAGS: list[str] = [t.strip() for t in env.list("LANGFUSE_TAGS", default=[]) if t.strip()]
 
