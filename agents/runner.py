@@ -280,18 +280,14 @@ def _usage(handler: UsageMetadataCallbackHandler) -> dict[str, int | None]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
-class _Cancellation(BaseCallbackHandler):
-    """Aborts LLM calls once ``event`` is set: raising in a streaming callback closes the HTTP
-    response, so the provider stops generating (and billing) for a client that left."""
+class _StopPoints(BaseCallbackHandler):
+    """Where a run can be stopped: when an LLM call or a tool starts, and at every streamed
+    token. A subclass's ``_check`` raises the domain error that stops it."""
 
     raise_error = True
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
     def _check(self) -> None:
-        if self.event.is_set():
-            raise RunCancelled()
+        raise NotImplementedError
 
     def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         self._check()
@@ -303,12 +299,22 @@ class _Cancellation(BaseCallbackHandler):
         self._check()
 
 
-class _Deadline(BaseCallbackHandler):
+class _Cancellation(_StopPoints):
+    """Aborts LLM calls once ``event`` is set: raising in a streaming callback closes the HTTP
+    response, so the provider stops generating (and billing) for a client that left."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def _check(self) -> None:
+        if self.event.is_set():
+            raise RunCancelled()
+
+
+class _Deadline(_StopPoints):
     """The run's overall deadline (``AGENT_RUN_TIMEOUT_SECONDS``): checked when an LLM call or
     a tool starts and on every streamed token, so a run ends at most one LLM request (bounded
     by ``LLM_TIMEOUT_SECONDS``) or one tool call past it."""
-
-    raise_error = True
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -319,15 +325,6 @@ class _Deadline(BaseCallbackHandler):
             raise RunTimeout(
                 f"The run did not finish within its {self.seconds:g} seconds and was stopped."
             )
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self._check()
-
-    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
-        self._check()
-
-    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
-        self._check()
 
 
 def thread_repair_for_run(*, run: AgentRun) -> None:
