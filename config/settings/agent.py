@@ -47,3 +47,17 @@ AGENT_RUN_SWEEP_INTERVAL_SECONDS: float = env.float(
 
 # Every app server process sweeps in a background thread (at start, then every interval).
 AGENT_RUN_SWEEP_IN_PROCESS: bool = env.bool("AGENT_RUN_SWEEP_IN_PROCESS", default=True)
+
+# The run event log (agents/eventlog.py): every event a run streams, kept so that a client can
+# join the stream later, on any replica (Last-Event-ID). "redis": a Redis stream per run, shared
+# by every replica (needs REDIS_URL); "memory": this process only. Empty: redis when REDIS_URL
+# is set, else memory.
+AGENT_EVENTS_BACKEND: str = env.str("AGENT_EVENTS_BACKEND", default="")
+# The newest events kept per run (Redis trims approximately, so at least this many).
+AGENT_EVENTS_MAX_PER_RUN: int = env.int("AGENT_EVENTS_MAX_PER_RUN", default=10_000)
+# A run's log expires this long after its last event.
+AGENT_EVENTS_TTL_SECONDS: int = env.int("AGENT_EVENTS_TTL_SECONDS", default=3600)
+# Connect and command timeout of the log's Redis commands (a follow's wait comes on top).
+AGENT_EVENTS_REDIS_TIMEOUT_SECONDS: float = env.float(
+    "AGENT_EVENTS_REDIS_TIMEOUT_SECONDS", default=2.0
+)
