@@ -1,13 +1,15 @@
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from agents.control import run_cancel
+from agents.errors import RunNotActive
 from agents.models import AgentRun, AgentThread, TokenUsage
 from agents.tracing import trace_url
 from evaluations.admin import AgentEvaluationInline, evaluate_selected_runs, scores_by_metric
@@ -43,6 +45,26 @@ def _json_text(text: str) -> str:
         return text
 
 
+@admin.action(description="Cancel selected runs (pending or running)")
+def cancel_selected_runs(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AgentRun]
+) -> None:
+    """Stop the selected runs wherever they execute, as ``POST /agent/runs/{id}/cancel``
+    does; runs that have ended are left as they are."""
+    asked = 0
+    for run in queryset.filter(status__in=AgentRun.ACTIVE)[:1000]:
+        try:
+            run_cancel(run=run)
+        except RunNotActive:  # it ended meanwhile
+            continue
+        asked += 1
+    skipped = queryset.count() - asked
+    text = f"Cancelled {asked} run(s): pending ones at once, running ones at their next step."
+    if skipped:
+        text += f" {skipped} had already ended."
+    modeladmin.message_user(request, text, messages.SUCCESS if asked else messages.WARNING)
+
+
 @admin.register(AgentRun)
 class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -51,7 +73,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = ("status", "provider", "model", ("created_at", admin.DateFieldListFilter))
     inlines = (AgentEvaluationInline,)
-    actions = (evaluate_selected_runs,)
+    actions = (evaluate_selected_runs, cancel_selected_runs)
     list_select_related = ("user", "thread")
     search_fields = ("input", "response", "user__email", "=id", "=thread__id")
     date_hierarchy = "created_at"
@@ -59,7 +81,24 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a big runs table is slow
     fieldsets = (
-        (None, {"fields": ("id", "user", "thread_link", "status", "created_at", "finished_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "user",
+                    "thread_link",
+                    "status",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                )
+            },
+        ),
+        (
+            "Run control",
+            {"fields": ("background", "multitask_strategy", "cancel_requested")},
+        ),
         ("Conversation", {"fields": ("input_display", "plan_display", "response_display")}),
         ("Tools", {"fields": ("tool_calls_display",)}),
         ("Error", {"fields": ("error_display",)}),
@@ -80,7 +119,8 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Caller metadata", {"fields": ("metadata_display",), "classes": ("collapse",)}),
     )
     readonly_fields = (
-        "id", "user", "thread_link", "status", "created_at", "finished_at", "input_display",
+        "id", "user", "thread_link", "status", "created_at", "started_at", "finished_at",
+        "background", "multitask_strategy", "cancel_requested", "input_display",
         "plan_display", "response_display", "tool_calls_display", "error_display", "provider",
         "model", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "trace_link",
         "metadata_display",

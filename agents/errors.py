@@ -40,9 +40,12 @@ class StepLimitExceeded(AgentRunError):
 
 
 class RunCancelled(AgentRunError):
-    status_code = 499  # type: ignore[assignment]  # "client closed request", as nginx logs it
+    """The run was stopped before it finished: its client disconnected, it was cancelled (the
+    API, the admin), or a newer run on its thread interrupted or rolled it back."""
+
+    status_code = HTTPStatus.CONFLICT
     code = "cancelled"
-    default_detail = "The client disconnected; the run was stopped."
+    default_detail = "The run was cancelled."
 
 
 class TokenBudgetExceeded(ApplicationError):
@@ -109,6 +112,40 @@ class RunNotRecorded(AgentRunError):
         "The run ended but the database could not record it; it will be recorded as "
         "abandoned. Try again later."
     )
+
+
+class RunNotActive(ApplicationError):
+    """Only a pending or running run can be cancelled."""
+
+    status_code = HTTPStatus.CONFLICT
+    code = "run_not_active"
+    default_detail = "The run has already ended."
+
+
+class RunAbandoned(AgentRunError):
+    """The process executing the run stopped; the sweeper ended it (``agents.sweeper``)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "abandoned"
+    default_detail = "The process executing the run stopped before it finished."
+
+
+def error_for_record(*, error: str, extra: dict[str, object]) -> AgentRunError:
+    """The domain error a finished run's ``error`` text (``"code: detail"``) stands for: what
+    ``POST /agent/run`` answered, for those who ask later (``/wait``, the stream's end)."""
+    code, _, detail = error.partition(":")
+    classes = {cls.code: cls for cls in _run_error_classes(AgentRunError)}
+    error_class = classes.get(code.strip(), AgentRunError)
+    failure = error_class(detail.strip() or None)
+    failure.extra = dict(extra)
+    return failure
+
+
+def _run_error_classes(base: type[AgentRunError]) -> list[type[AgentRunError]]:
+    found = [base]
+    for sub in base.__subclasses__():
+        found.extend(_run_error_classes(sub))
+    return found
 
 
 def classify_exception(exc: BaseException) -> type[AgentRunError]:

@@ -30,6 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import Count
 from langchain_core.callbacks import BaseCallbackHandler
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -98,6 +99,18 @@ APP_INFO = Gauge(
     "app_info", "The application: version and environment.", ["version", "env"],
     multiprocess_mode="max",
 )  # fmt: skip
+
+# Run control: background runs and runs queued behind a busy thread.
+AGENT_RUNS_QUEUED = Counter(
+    "agent_runs_queued_total", "Agent runs that started pending (background or queued)."
+)
+# From a few milliseconds (a free worker) to minutes (a long run ahead on the thread).
+QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+AGENT_RUN_QUEUE_WAIT = Histogram(
+    "agent_run_queue_wait_seconds",
+    "Time a pending run waited, from its creation until it started executing.",
+    buckets=QUEUE_WAIT_BUCKETS,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -172,6 +185,48 @@ def run_finished(
         histogram.observe(value)
         AGENT_TOKENS.inc(value)
         AGENT_TOKENS_BY_MODEL.labels(model=label, kind=kind).inc(value)
+
+
+@_never_raises
+def run_queued() -> None:
+    """A run was recorded ``pending`` (the background executor will start it)."""
+    AGENT_RUNS_QUEUED.inc()
+
+
+@_never_raises
+def run_dequeued(*, wait_s: float | None) -> None:
+    """A pending run started after ``wait_s`` seconds (None: it was cancelled before)."""
+    if wait_s is not None:
+        AGENT_RUN_QUEUE_WAIT.observe(max(wait_s, 0.0))
+
+
+class RunsByStatusCollector:
+    """``agent_runs{status}``: the runs pending and running now, counted in the database at
+    scrape time (every process and worker included; the partial index of active runs makes
+    it cheap). Finished runs are counted by ``agent_invocations_by_status_total``."""
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from agents.models import AgentRun
+
+        family = GaugeMetricFamily(
+            "agent_runs", "Agent runs pending or running now, by status.", labels=["status"]
+        )
+        counts: dict[str, int] = {str(status): 0 for status in AgentRun.ACTIVE}
+        try:
+            rows = (
+                AgentRun.objects.filter(status__in=AgentRun.ACTIVE)
+                .values_list("status")
+                .annotate(n=Count("id"))
+            )
+            counts.update({str(status): int(n) for status, n in rows})
+        except Exception as exc:  # a scrape must answer while the database is away
+            logger.warning("Counting runs by status failed: %s", exc)
+            return []
+        for status, count in counts.items():
+            family.add_metric([str(status)], count)
+        return [family]
 
 
 @_never_raises

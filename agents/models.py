@@ -29,9 +29,28 @@ class AgentRun(models.Model):
     """One message to the agent and everything that happened while answering it."""
 
     class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # waiting for its turn on the thread or for a worker
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         ERROR = "error", "Error"
+        INTERRUPTED = "interrupted", "Interrupted"  # paused for a person's approval
+
+    class Strategy(models.TextChoices):
+        """What a new run does when its thread already has a run pending or running."""
+
+        REJECT = "reject", "Reject (409 thread_busy)"
+        ENQUEUE = "enqueue", "Enqueue (run after the current one)"
+        INTERRUPT = "interrupt", "Interrupt (cancel the current one, keep what it wrote)"
+        ROLLBACK = "rollback", "Rollback (cancel the current one and remove its turn)"
+
+    class Cancel(models.TextChoices):
+        """Why a run was asked to stop (empty: it was not)."""
+
+        NONE = "", "—"
+        CANCEL = "cancel", "Cancelled"
+        INTERRUPT = "interrupt", "Interrupted by a newer run"
+        ROLLBACK = "rollback", "Rolled back by a newer run"
+        DISCONNECT = "disconnect", "Its client disconnected"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
@@ -56,8 +75,23 @@ class AgentRun(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # Tokens held on the user's daily ledger (``TokenUsage.reserved``) while the run executes.
     reserved_tokens = models.PositiveIntegerField(default=0)
+    # Run control: executed by the background executor (a Celery worker, or the app's own
+    # process on the embedded default) rather than by the request that started it.
+    background = models.BooleanField(default=False)
+    multitask_strategy = models.CharField(
+        max_length=16, choices=Strategy.choices, default=Strategy.REJECT
+    )
+    # Set by a cancel (the API, the admin, a newer run's strategy); the executing process
+    # notices it at the next model token or tool boundary.
+    cancel_requested = models.CharField(
+        max_length=16, choices=Cancel.choices, blank=True, default=Cancel.NONE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # pending until then
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+    FINISHED = (Status.SUCCESS, Status.ERROR, Status.INTERRUPTED)
 
     class Meta:
         ordering = ("-created_at",)
@@ -65,10 +99,17 @@ class AgentRun(models.Model):
             models.Index(fields=("user", "-created_at"), name="run_user_created_idx"),
             models.Index(fields=("thread", "created_at"), name="run_thread_created_idx"),
             models.Index(fields=("status", "-created_at"), name="run_status_created_idx"),
+            # A thread's queue: its pending and running runs, oldest first.
+            models.Index(
+                fields=("thread", "created_at"),
+                condition=models.Q(status__in=("pending", "running")),
+                name="run_active_thread_idx",
+            ),
         )
         constraints = (
-            # One run at a time per thread, across processes (``ThreadBusy``, 409). A later
-            # ``pending`` status joins the condition.
+            # One run executing at a time per thread, across processes: the last guard behind
+            # the thread lock that admits runs (``agents.services.run_admit``). Pending runs
+            # wait their turn in creation order.
             models.UniqueConstraint(
                 fields=("thread",),
                 condition=models.Q(status="running"),

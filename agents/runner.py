@@ -24,13 +24,19 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StreamMode
 
 from accounts.models import User
-from agents import metrics, services
+from agents import cancellation, metrics, services
 from agents.budget import token_usage_release, token_usage_reserve
 from agents.checkpointer import get_checkpointer
 from agents.directory import http_tool_config, tool_templates, tools_for_user
@@ -44,7 +50,9 @@ from agents.errors import (
     StepLimitExceeded,
     classify_exception,
     describe_llm_failure,
+    error_for_record,
 )
+from agents.eventlog import LoggedEvent, get_event_log
 from agents.events import (
     AgentEvent,
     DoneEvent,
@@ -53,6 +61,7 @@ from agents.events import (
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
+    event_payload,
 )
 from agents.graph.builder import build_graph
 from agents.graph.nodes import STEP_LIMIT_ERROR, answer_pending, pending_tool_calls
@@ -60,13 +69,13 @@ from agents.graph.state import RunContext
 from agents.graph.tools import read_tool_error
 from agents.llm import get_chat_model, model_info
 from agents.models import AgentRun
+from agents.serializers import RunResultSerializer
 from agents.tracing import RunTrace, run_trace
 from config.logging import bind_log_context, correlation_id
 
 logger = logging.getLogger(__name__)
 
 TOOL_OUTPUT_CHARS = 2000
-DISCONNECTED = "cancelled: the client disconnected"
 # Checkpoint once, when the run ends (successfully or not: LangGraph then also saves the writes
 # of the failed step), instead of after every step: one checkpoint write a run instead of six.
 # A later turn sees the earlier ones, and a failed run's open tool calls are in the saved state
@@ -84,15 +93,22 @@ def agent_run_start(
     message: str,
     thread_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | None = None,
+    multitask_strategy: str = AgentRun.Strategy.REJECT,
+    background: bool = False,
 ) -> AgentRun:
-    """Record a run that is about to execute.
+    """Record a run that is about to execute, or to wait for its turn.
 
     Raises ``TokenBudgetExceeded`` (429) when the user's daily token budget is used up (or
     reserved by runs in progress), before any run is written, ``ThreadNotFound`` for another
-    user's thread and ``ThreadBusy`` (409) while another run of the thread is in progress. The
+    user's thread and, with the ``reject`` strategy, ``ThreadBusy`` (409) while another run of
+    the thread is pending or running (``agents.control.run_admit``). The run is ``running``
+    when the caller executes it now (``agent_run_execute``), ``pending`` when the background
+    executor will (``background``, or its thread is busy and the strategy queues it). The
     provider and model are read here, once, and stored on the run: the rest of the run uses
     those.
     """
+    from agents.control import run_admit
+
     reserved = token_usage_reserve(user=user)  # the budget's reservation, settled at the finish
     info = model_info()
     try:
@@ -100,9 +116,11 @@ def agent_run_start(
             thread = services.thread_resolve_for_run(
                 user=user, thread_id=thread_id, first_message=message
             )
-            run = services.run_start_exclusive(  # ThreadBusy (409) across processes
+            run = run_admit(  # the thread's lock: one decision at a time, across processes
                 user=user,
                 thread=thread,
+                multitask_strategy=multitask_strategy,
+                background=background,
                 message=message,
                 metadata=metadata or {},
                 provider=info.provider,
@@ -127,16 +145,18 @@ def agent_run_execute(
     """Run the graph for a started run, yield its events, and finish its record.
 
     ``tokens`` streams the final answer as ``token`` events. Setting ``cancel`` (the client went
-    away) aborts the LLM request in flight; the run is recorded as cancelled and ``RunCancelled``
-    raised. Any other failure is recorded, the thread repaired, and the ``AgentRunError`` raised.
-    Closing the generator early records the run as cancelled. Each run is one Langfuse trace
+    away), or a cancel of the run from anywhere (``agents.cancellation``), aborts the LLM request
+    in flight; the run is recorded as cancelled and ``RunCancelled`` raised. Any other failure
+    is recorded, the thread repaired, and the ``AgentRunError`` raised. Closing the generator
+    early records the run as cancelled. Each run is one Langfuse trace
     (when traced), counted in the Prometheus metrics and logged with its ids.
 
     ``model`` and ``checkpointer`` replace the configured ones: for tests and embedding.
     """
+    cancel = cancel or threading.Event()
     execution = _execution_prepare(run=run, tokens=tokens, cancel=cancel)
     failure: AgentRunError | None = None
-    with _traced(execution) as trace:
+    with cancellation.cancellable(str(run.id), cancel), _traced(execution) as trace:
         metrics.run_started()
         try:
             execution.graph = _graph_for(model=model, checkpointer=checkpointer)
@@ -166,17 +186,85 @@ def agent_run(
     message: str,
     thread_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | None = None,
+    multitask_strategy: str = AgentRun.Strategy.REJECT,
     model: BaseChatModel | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
 ) -> AgentRun:
     """Start and execute a run to its end: the finished ``AgentRun``, or the domain error raised.
 
-    ``model`` and ``checkpointer`` replace the configured ones: for tests and embedding.
+    A run queued behind a busy thread (``enqueue``, ``interrupt``, ``rollback``) executes in the
+    background when its turn comes; this waits for it. ``model`` and ``checkpointer`` replace
+    the configured ones: for tests and embedding.
     """
-    run = agent_run_start(user=user, message=message, thread_id=thread_id, metadata=metadata)
-    for _event in agent_run_execute(run=run, model=model, checkpointer=checkpointer):
+    from agents.control import run_wait
+
+    run = agent_run_start(
+        user=user,
+        message=message,
+        thread_id=thread_id,
+        metadata=metadata,
+        multitask_strategy=multitask_strategy,
+    )
+    if run.status == AgentRun.Status.PENDING:
+        run = run_wait(run=run, timeout=float(settings.AGENT_RUN_STALE_AFTER_SECONDS))
+        return run_outcome(run)
+    for _event in agent_run_events(run=run, model=model, checkpointer=checkpointer):
         pass  # execute finishes ``run`` in place, or raises
     return run
+
+
+def run_outcome(run: AgentRun) -> AgentRun:
+    """A finished run, or the domain error it ended with (what ``POST /agent/run`` answers)."""
+    if run.status == AgentRun.Status.ERROR:
+        raise error_for_record(
+            error=run.error,
+            extra={
+                "status": "error",
+                "run_id": str(run.id),
+                "thread_id": str(run.thread_id),
+                "trace_id": run.trace_id or None,
+            },
+        )
+    return run
+
+
+def agent_run_events(
+    *,
+    run: AgentRun,
+    tokens: bool = False,
+    cancel: threading.Event | None = None,
+    model: BaseChatModel | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+) -> Iterator[LoggedEvent]:
+    """``agent_run_execute``, each event published to the run's event log (``agents.eventlog``)
+    under its id, so that any replica can serve the run to clients that join it.
+
+    A failure is published and yielded as the ``error`` event, then its domain error raised."""
+    log = get_event_log()
+    run_id = str(run.id)
+    try:
+        for event in agent_run_execute(
+            run=run, tokens=tokens, cancel=cancel, model=model, checkpointer=checkpointer
+        ):
+            name, data = event_record(event)
+            yield LoggedEvent(id=log.publish(run_id, name, data), event=name, data=data)
+    except AgentRunError as error:
+        data = error_record(error, run_id=run_id)
+        yield LoggedEvent(id=log.publish(run_id, "error", data), event="error", data=data)
+        raise
+
+
+def event_record(event: AgentEvent) -> tuple[str, dict[str, Any]]:
+    """An event's SSE name and JSON payload; ``done`` carries the body ``POST /agent/run``
+    answers."""
+    if isinstance(event, DoneEvent):
+        return event.event, dict(RunResultSerializer(event.run).data)
+    return event.event, event_payload(event)
+
+
+def error_record(error: AgentRunError, *, run_id: str | None) -> dict[str, Any]:
+    """The payload of the ``error`` event of a run that raised its domain error."""
+    return {"detail": error.detail, "code": error.code, "run_id": error.extra.get("run_id", run_id)}
 
 
 def _connection_release() -> None:
@@ -374,7 +462,8 @@ def _execution_prepare(
         "metadata": {"run_id": str(run.id), "user_id": str(run.user_id)},
     }
     graph_input = {
-        "messages": [HumanMessage(content=run.input)],
+        # Its id marks where the run's turn starts in the thread's memory (a rollback's cut).
+        "messages": [HumanMessage(content=run.input, id=_turn_id(run))],
         "user_id": str(run.user_id),
         "plan": None,
         "steps": 0,
@@ -487,23 +576,36 @@ def _step_limit_check(execution: _Execution) -> None:
 
 def _finish_disconnected(execution: _Execution, trace: RunTrace) -> None:
     """The consumer went away (a client disconnected): stop, and say so in the record."""
-    trace.set_output(error=DISCONNECTED)
-    _finish(execution, status=AgentRun.Status.ERROR, metric_status="failed", error=DISCONNECTED)
-    _thread_repair(execution)
+    stopped_by = cancellation.stopped_by(str(execution.run.id))
+    reason = f"cancelled: {cancellation.REASONS[stopped_by]}"
+    trace.set_output(error=reason)
+    _finish(execution, status=AgentRun.Status.ERROR, metric_status="failed", error=reason)
+    if stopped_by == "rollback":
+        _thread_rollback(execution)
+    else:
+        _thread_repair(execution)
 
 
 def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> AgentRunError:
     """Record a failed run, repair its thread; the domain error to raise, with the run's ids."""
     run, cancel = execution.run, execution.cancel
     cancelled = cancel is not None and cancel.is_set()
-    error = RunCancelled() if cancelled else _domain_error(exc)
+    stopped_by = cancellation.stopped_by(str(run.id)) if cancelled else ""
+    stopped = cancellation.REASONS.get(stopped_by, "")
+    error = (
+        RunCancelled(stopped[:1].upper() + stopped[1:] + ".") if cancelled else _domain_error(exc)
+    )
     described = not cancelled and isinstance(error, LLMUnavailable | LLMTimeout)
     if described and error is not exc:
         # Name the provider, model and kind of failure; never the provider's own text.
         error = type(error)(describe_llm_failure(exc, provider=run.provider, model=run.model))
     detail = f"{error.detail} ({type(exc).__name__})" if described else str(exc)
     logger.warning("Agent run %s failed: %s", run.id, detail)
-    reason = DISCONNECTED if cancelled else f"{error.code}: {error.detail if described else exc}"
+    reason = (
+        f"cancelled: {stopped}"
+        if cancelled
+        else f"{error.code}: {error.detail if described else exc}"
+    )
     trace.set_output(error=reason)
     _finish(
         execution,
@@ -511,7 +613,10 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
         metric_status="timeout" if isinstance(error, LLMTimeout | RunTimeout) else "failed",
         error=reason[:4000],
     )
-    _thread_repair(execution)
+    if stopped_by == "rollback":
+        _thread_rollback(execution)
+    else:
+        _thread_repair(execution)
     error.extra = {
         "status": "error",
         "run_id": str(run.id),
@@ -551,7 +656,18 @@ def _finish(
         **extra,
     )
     _log_finished(finished)
+    _thread_hand_on(execution.run)
     return finished
+
+
+def _thread_hand_on(run: AgentRun) -> None:
+    """The thread is free: its next pending run may start (``agents.control``)."""
+    from agents.control import run_dispatch_next
+
+    try:
+        run_dispatch_next(thread_id=run.thread_id)
+    except Exception:  # the sweeper starts queued runs whose thread is free
+        logger.exception("Could not hand thread %s to its next run", run.thread_id)
 
 
 def _log_finished(run: AgentRun) -> None:
@@ -581,6 +697,28 @@ def _domain_error(exc: Exception) -> AgentRunError:
     if error_class is AgentRunError:
         logger.exception("Agent run crashed", exc_info=exc)
     return error_class()
+
+
+def _turn_id(run: AgentRun) -> str:
+    return f"run-{run.id}"
+
+
+def _thread_rollback(execution: _Execution) -> None:
+    """Remove the run's turn from its thread's memory (the ``rollback`` strategy): its message
+    and everything after it, as if it had never been sent."""
+    graph, config = execution.graph, execution.config
+    if graph is None:
+        return
+    try:
+        messages = graph.get_state(config).values.get("messages") or []
+        ids = [message.id for message in messages]
+        start = ids.index(_turn_id(execution.run)) if _turn_id(execution.run) in ids else None
+        if start is None:
+            return  # the run never reached the thread
+        removals = [RemoveMessage(id=message_id) for message_id in ids[start:] if message_id]
+        graph.update_state(config, {"messages": removals}, as_node="step_limit")
+    except Exception:  # best effort, as the repair; the run is already recorded
+        logger.exception("Could not roll back thread %s", config.get("configurable"))
 
 
 def _thread_repair(execution: _Execution) -> None:

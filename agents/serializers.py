@@ -36,6 +36,13 @@ class RunInputSerializer(serializers.Serializer):
     message = StrictCharField(trim_whitespace=True, allow_blank=False)
     thread_id = serializers.UUIDField(required=False, allow_null=True, default=None)
     metadata = serializers.DictField(required=False, allow_null=True, default=None)
+    multitask_strategy = serializers.ChoiceField(
+        choices=AgentRun.Strategy.choices,
+        default=AgentRun.Strategy.REJECT,
+        help_text="When the thread has a run pending or running: `reject` (409 `thread_busy`), "
+        "`enqueue` (run after it), `interrupt` (cancel it, keeping what it wrote) or `rollback` "
+        "(cancel it and remove its turn from the thread's memory).",
+    )
 
     def validate_message(self, value: str) -> str:
         limit = settings.AGENT_MAX_MESSAGE_CHARS
@@ -63,6 +70,23 @@ class RunInputSerializer(serializers.Serializer):
         return value
 
 
+class RunStreamInputSerializer(RunInputSerializer):
+    on_disconnect = serializers.ChoiceField(
+        choices=(("cancel", "cancel"), ("continue", "continue")),
+        default="cancel",
+        help_text="When the client disconnects before the end: `cancel` stops the run; "
+        "`continue` lets it go on in the background (join it at `GET /agent/runs/{id}/stream`).",
+    )
+
+
+class RunAcceptedSerializer(serializers.Serializer):
+    """``202``: a background run was recorded; follow it at ``/agent/runs/{run_id}``."""
+
+    run_id = serializers.UUIDField(source="id", read_only=True)
+    thread_id = serializers.UUIDField(read_only=True)
+    status = serializers.ChoiceField(choices=AgentRun.Status.choices, read_only=True)
+
+
 class UsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
@@ -85,7 +109,7 @@ class RunResultSerializer(serializers.Serializer):
     trace_id = BlankAsNullCharField(read_only=True, allow_null=True)
     run_id = serializers.UUIDField(source="id", read_only=True)
     latency_ms = serializers.IntegerField(read_only=True)
-    status = serializers.ChoiceField(choices=["success", "error"], read_only=True)
+    status = serializers.ChoiceField(choices=AgentRun.Status.choices, read_only=True)
     plan = BlankAsNullCharField(read_only=True, allow_null=True)
     provider = serializers.CharField(read_only=True)
     model = serializers.CharField(read_only=True)
@@ -113,7 +137,7 @@ class RunListSerializer(serializers.ModelSerializer):
         fields: tuple[str, ...] = (
             "id", "user_id", "thread_id", "input", "response", "status", "error", "latency_ms",
             "trace_id", "trace_url", "provider", "model", "prompt_tokens", "completion_tokens",
-            "total_tokens", "created_at", "finished_at",
+            "total_tokens", "created_at", "started_at", "finished_at",
         )  # fmt: skip
         read_only_fields: tuple[str, ...] = fields
 
@@ -123,9 +147,24 @@ class RunListSerializer(serializers.ModelSerializer):
 
 
 class RunDetailSerializer(RunListSerializer):
+    result = serializers.SerializerMethodField()
+
     class Meta(RunListSerializer.Meta):
-        fields: tuple[str, ...] = (*RunListSerializer.Meta.fields, "plan", "tool_calls", "metadata")
+        fields: tuple[str, ...] = (
+            *RunListSerializer.Meta.fields, "plan", "tool_calls", "metadata", "background",
+            "multitask_strategy", "cancel_requested", "result",
+        )  # fmt: skip
         read_only_fields: tuple[str, ...] = fields
+
+    @extend_schema_field(RunResultSerializer(allow_null=True))
+    def get_result(self, run: AgentRun) -> dict[str, Any] | None:
+        """The body ``POST /agent/run`` answered (the error body for a failed run); null while
+        the run is pending or running."""
+        if run.status not in AgentRun.FINISHED:
+            return None
+        from agents.streaming import final_record
+
+        return final_record(run)[1]
 
 
 class RunFilterSerializer(serializers.Serializer):

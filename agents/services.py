@@ -62,7 +62,11 @@ def run_start(
     provider: str,
     model: str,
     reserved_tokens: int = 0,
+    status: str = AgentRun.Status.RUNNING,
+    background: bool = False,
+    multitask_strategy: str = AgentRun.Strategy.REJECT,
 ) -> AgentRun:
+    now = timezone.now()
     run = AgentRun.objects.create(
         user=user,
         thread=thread,
@@ -70,11 +74,14 @@ def run_start(
         metadata=metadata,
         provider=provider,
         model=model,
-        status=AgentRun.Status.RUNNING,
+        status=status,
         reserved_tokens=reserved_tokens,  # reliability: the token ledger's reservation
+        background=background,
+        multitask_strategy=multitask_strategy,
+        started_at=now if status == AgentRun.Status.RUNNING else None,
     )
     # Bump the thread's activity time so that thread lists show the latest conversation first.
-    AgentThread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
+    AgentThread.objects.filter(pk=thread.pk).update(updated_at=now)
     return run
 
 

@@ -1,4 +1,5 @@
-"""The stale-run sweeper: runs left ``running`` by a worker that died end as abandoned.
+"""The stale-run sweeper: runs left ``running`` (or ``pending``) by a worker that died end as
+abandoned.
 
 A run is finished by the process that executes it, in every outcome it can see; a process that
 is killed (``kill -9``, an out-of-memory kill, a lost machine) sees none. ``run_sweep_stale``
@@ -54,7 +55,7 @@ def run_sweep_stale(
     age = older_than if older_than is not None else _stale_after()
     cutoff = timezone.now() - age
     stale = (
-        AgentRun.objects.filter(status=AgentRun.Status.RUNNING, created_at__lt=cutoff)
+        AgentRun.objects.filter(status__in=AgentRun.ACTIVE, created_at__lt=cutoff)
         .select_related("user")
         .order_by("created_at")[:limit]
     )
@@ -89,7 +90,7 @@ def _end(run: AgentRun, age: timedelta) -> bool:
         f"{ABANDONED}: still running {int(age.total_seconds())} s after it started; "
         "the process executing it stopped"
     )
-    claimed = AgentRun.objects.filter(pk=run.pk, status=AgentRun.Status.RUNNING).update(
+    claimed = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
         status=AgentRun.Status.ERROR,
         error=error,
         finished_at=now,
@@ -108,14 +109,42 @@ def _end(run: AgentRun, age: timedelta) -> bool:
         run.id,
         extra={"event": "agent_run_abandoned", "run_id": str(run.id)},
     )
+    from agents.control import run_dispatch_next
+
+    run_dispatch_next(thread_id=run.thread_id)  # its thread's next run may start
     return True
+
+
+def run_kick_waiting(*, older_than: timedelta = timedelta(seconds=60)) -> int:
+    """Hand pending runs that waited ``older_than`` to the executor again: a wake-up lost with
+    a process that died between a run's end and the next one's start. Claiming is idempotent,
+    so a run already on its way is not executed twice. How many it handed on."""
+    from agents.control import run_dispatch
+
+    cutoff = timezone.now() - older_than
+    waiting = AgentRun.objects.filter(
+        status=AgentRun.Status.PENDING, created_at__lt=cutoff
+    ).order_by("created_at")
+    busy = set(
+        AgentRun.objects.filter(status=AgentRun.Status.RUNNING).values_list("thread_id", flat=True)
+    )
+    kicked, seen = 0, set[object]()
+    for run in waiting[:1000]:
+        if run.thread_id in busy or run.thread_id in seen:
+            continue
+        seen.add(run.thread_id)
+        run_dispatch(run_id=run.id)
+        kicked += 1
+    return kicked
 
 
 def run_sweep_safely() -> int:
     """One sweep that never raises (a background loop's): how many runs it ended."""
     try:
         close_old_connections()
-        return len(run_sweep_stale())
+        ended = len(run_sweep_stale())
+        run_kick_waiting()
+        return ended
     except DatabaseError as exc:  # the database is away or dropped us: the next sweep retries
         logger.warning("Sweeping stale runs failed: %s: %s", type(exc).__name__, exc)
         connection.close()

@@ -1,5 +1,10 @@
 """Celery tasks of the agents app (production runs a Celery worker and beat).
 
+``execute_run`` executes a background run (``agents.control``): ``POST /api/v1/agent/runs``, a
+run queued behind a busy thread, a stream that goes on after its client left. Delivered at
+least once (late acknowledgement): a second delivery finds the run claimed and does nothing; a
+worker killed mid-run leaves it ``running`` for the sweeper to end as abandoned.
+
 ``sweep_runs`` is scheduled by ``CELERY_BEAT_SCHEDULE`` (``config/settings/agent.py``) and runs
 once more whenever a worker starts (``worker_ready``), so runs abandoned by a crash end soon
 after the service comes back.
@@ -13,6 +18,14 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from agents.sweeper import run_sweep_safely, run_sweep_stale
+
+
+@shared_task(name="agents.tasks.execute_run", ignore_result=True)
+def execute_run(run_id: str) -> None:
+    """Claim and execute a pending run (nothing when it is not its turn or was taken)."""
+    from agents.control import run_execute_background
+
+    run_execute_background(run_id=run_id)
 
 
 @shared_task(name="agents.tasks.sweep_runs", ignore_result=True)

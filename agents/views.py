@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -16,21 +17,24 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from agents import selectors, services
-from agents.events import AgentEvent
+from agents.control import run_cancel, run_wait
+from agents.eventlog import LoggedEvent, get_event_log, parse_last_event_id
 from agents.models import AgentRun, AgentThread
-from agents.runner import agent_run, agent_run_execute, agent_run_start
+from agents.runner import agent_run, agent_run_events, agent_run_start, run_outcome
 from agents.serializers import (
+    RunAcceptedSerializer,
     RunDetailSerializer,
     RunErrorSerializer,
     RunFilterSerializer,
     RunInputSerializer,
     RunListSerializer,
     RunResultSerializer,
+    RunStreamInputSerializer,
     ThreadDetailSerializer,
     ThreadSerializer,
     ThreadUpdateSerializer,
 )
-from agents.streaming import stream_events
+from agents.streaming import follow_run, stream_events
 from config.logging import bind_log_context, correlation_id
 from core.pagination import CreatedAtCursorPagination, UpdatedAtCursorPagination
 from core.routers import UUID_REGEX
@@ -41,8 +45,18 @@ SSE_EVENT = inline_serializer(
     "RunStreamEvent",
     fields={
         "event": serializers.ChoiceField(
-            choices=["run", "plan", "tool_call", "tool_result", "token", "done", "error"]
+            choices=[
+                "run",
+                "plan",
+                "tool_call",
+                "tool_result",
+                "token",
+                "done",
+                "error",
+                "interrupt",
+            ]
         ),
+        "id": serializers.CharField(help_text="The event's id in the run's stream."),
         "data": serializers.CharField(help_text="A JSON object; its fields depend on `event`."),
     },
 )
@@ -92,11 +106,13 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
         },
         description=(
             "Send a message to the agent and wait for the answer. Pass `thread_id` to continue "
-            "a conversation; without it a new thread starts. 409: `thread_busy` (another run of "
-            "the thread is in progress) or `thread_deleted`; 502: the LLM failed after its "
-            "retries; 503: the database failed the run; 504: the LLM or the run timed out "
-            "(`llm_timeout`, `run_timeout`); 422: the agent hit its step limit. The run is stored "
-            "in every case."
+            "a conversation; without it a new thread starts. When the thread has a run pending or "
+            "running, `multitask_strategy` decides: `reject` (409 `thread_busy`, the default), "
+            "`enqueue`, `interrupt` or `rollback` (this run waits for its turn, then answers). "
+            "409: `thread_busy`, `thread_deleted`, or `cancelled` (the run was cancelled); "
+            "502: the LLM failed after its retries; 503: the database failed the run; 504: the "
+            "LLM or the run timed out (`llm_timeout`, `run_timeout`); 422: the agent hit its "
+            "step limit. The run is stored in every case."
         ),
     )
     @action(detail=False, methods=["post"])
@@ -109,11 +125,12 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             message=data["message"],
             thread_id=data["thread_id"],
             metadata=data["metadata"],
+            multitask_strategy=data["multitask_strategy"],
         )
         return Response(RunResultSerializer(run).data)
 
     @extend_schema(
-        request=RunInputSerializer,
+        request=RunStreamInputSerializer,
         responses={
             (200, "text/event-stream"): SSE_EVENT,
             400: None,
@@ -122,18 +139,21 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             429: None,
         },
         description=(
-            "Like `run`, answered as Server-Sent Events, each `data:` a JSON object: "
+            "Like `run`, answered as Server-Sent Events, each with an `id:` and a JSON `data:`: "
             "`run` {run_id, thread_id, trace_id}, `plan` {plan}, `tool_call` {name, args}, "
             "`tool_result` {name, ok, summary}, `token` {text}, then `done` (the body of "
             "`/agent/run`) or `error` {detail, code, run_id}. Comment lines are heartbeats. "
-            "Disconnecting stops the run."
+            "`on_disconnect`: `cancel` (default) stops the run when the client disconnects; "
+            "`continue` lets it go on in the background, to be joined at "
+            "`GET /agent/runs/{run_id}/stream` with the last `id` read as `Last-Event-ID`."
         ),
     )
     @action(detail=False, methods=["post"], url_path="run/stream")
     def run_stream(self, request: Request) -> StreamingHttpResponse:
-        serializer = RunInputSerializer(data=request.data)
+        serializer = RunStreamInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        go_on = data["on_disconnect"] == "continue"
         # Validation, the token budget and thread ownership fail here, as plain JSON errors,
         # before any stream.
         run = agent_run_start(
@@ -141,30 +161,53 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             message=data["message"],
             thread_id=data["thread_id"],
             metadata=data["metadata"],
+            multitask_strategy=data["multitask_strategy"],
+            background=go_on,  # executed by the background executor, followed from its log
         )
+        if run.status == AgentRun.Status.PENDING:
+            events = follow_run(str(run.id), after=None, cancel_on_disconnect=not go_on)
+            return _event_stream(events)
         # The stream is produced after this view (and the request's log context) returned: the
         # run takes the request's correlation id along, for its log lines and trace.
         request_id = correlation_id()
 
-        def produce(cancel: threading.Event) -> Iterator[AgentEvent]:
+        def produce(cancel: threading.Event) -> Iterator[LoggedEvent]:
             with bind_log_context(correlation_id=request_id):
-                yield from agent_run_execute(run=run, tokens=True, cancel=cancel)
+                yield from agent_run_events(run=run, tokens=True, cancel=cancel)
 
-        events = stream_events(produce, run_id=str(run.id))
-        response = StreamingHttpResponse(events, content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
-        return response
+        return _event_stream(stream_events(produce, run_id=str(run.id)))
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The caller's run history, newest first."""
+def _event_stream(events: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
+    return response
+
+
+class RunViewSet(
+    RateLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The caller's run history, newest first; background runs, and their control."""
 
     pagination_class = CreatedAtCursorPagination
     lookup_value_regex = UUID_REGEX
 
-    def get_serializer_class(self) -> type[RunListSerializer]:
-        return RunDetailSerializer if self.action == "retrieve" else RunListSerializer
+    def get_throttles(self) -> list[Any]:
+        # Starting and cancelling runs count against the agent limit; reading them does not.
+        if getattr(self, "action", None) in ("create", "cancel"):
+            return [AgentRateThrottle()]
+        return []
+
+    def get_content_negotiator(self) -> BaseContentNegotiation:
+        if getattr(self, "action", None) == "stream":
+            return JSONErrorsNegotiation()
+        return DefaultContentNegotiation()
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        if self.action == "create":
+            return RunInputSerializer
+        return RunDetailSerializer if self.action != "list" else RunListSerializer
 
     def get_queryset(self) -> Any:
         if self.action != "list":
@@ -192,11 +235,113 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
-        description="One of the caller's runs: plan, tool calls (name, args, outcome, "
-        "duration), tokens and trace URL."
+        description="One of the caller's runs: status (`pending`, `running`, `success`, "
+        "`error`, `interrupted`), plan, tool calls (name, args, outcome, duration), tokens, "
+        "trace URL, and `result`: the body `POST /agent/run` answered, once the run ended."
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        request=RunInputSerializer,
+        responses={202: RunAcceptedSerializer, 400: None, 404: None, 409: None, 429: None},
+        description="Start a background run: the body of `POST /agent/run`; answered at once "
+        "with 202 `{run_id, thread_id, status: pending}`. A worker executes it (the app's own "
+        "process on the embedded default). Follow it at `/agent/runs/{run_id}`, `/wait` or "
+        "`/stream`; stop it at `/cancel`.",
+    )
+    def create(self, request: Request) -> Response:
+        serializer = RunInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run = agent_run_start(
+            user=_user(request),
+            message=data["message"],
+            thread_id=data["thread_id"],
+            metadata=data["metadata"],
+            multitask_strategy=data["multitask_strategy"],
+            background=True,
+        )
+        body = RunAcceptedSerializer(run).data
+        headers = {"Location": f"{request.path.rstrip('/')}/{run.id}"}
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "timeout", float, description="Seconds to wait (default 60, at most 300)."
+            )
+        ],
+        responses={
+            200: RunResultSerializer,
+            202: RunAcceptedSerializer,
+            400: None,
+            404: None,
+            409: RunErrorSerializer,
+            422: RunErrorSerializer,
+            502: RunErrorSerializer,
+            503: RunErrorSerializer,
+            504: RunErrorSerializer,
+        },
+        description="Wait for the run to end, at most `timeout` seconds, and answer what "
+        "`POST /agent/run` would have: the result (200), or the run's error with its status "
+        "code. Still pending or running after the timeout: 202 with its current status.",
+    )
+    @action(detail=True, methods=["get"])
+    def wait(self, request: Request, pk: str | None = None) -> Response:
+        timeout = _wait_timeout(request)
+        run = run_wait(run=self.get_object(), timeout=timeout)
+        if run.status in AgentRun.ACTIVE:
+            return Response(RunAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(RunResultSerializer(run_outcome(run)).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                str,
+                OpenApiParameter.HEADER,
+                description="Resume after this event id (the last one read).",
+            )
+        ],
+        responses={(200, "text/event-stream"): SSE_EVENT, 404: None, 503: None},
+        description="Join the run's stream: its events from the start, or after the one "
+        "named in `Last-Event-ID`, then live until `done` or `error`. Any number of clients "
+        "may follow one run, on any replica; leaving does not stop it.",
+    )
+    @action(detail=True, methods=["get"])
+    def stream(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        run = self.get_object()
+        after = parse_last_event_id(request.headers.get("Last-Event-ID"))
+        get_event_log().read(str(run.id), after)  # EventLogUnavailable (503) before any stream
+        return _event_stream(follow_run(str(run.id), after=after))
+
+    @extend_schema(
+        request=None,
+        responses={202: RunDetailSerializer, 404: None, 409: None, 429: None},
+        description="Stop a pending or running run, wherever it executes: a pending run ends "
+        "at once, a running one at its next model token or tool boundary, as `error` with "
+        "code `cancelled` (its open tool calls answered, so the thread's next turn works). "
+        "409 `run_not_active` when the run has ended.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = run_cancel(run=self.get_object())
+        return Response(RunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _wait_timeout(request: Request) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return float(settings.AGENT_RUN_WAIT_DEFAULT_SECONDS)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    limit = float(settings.AGENT_RUN_WAIT_MAX_SECONDS)
+    if not 0 <= value <= limit or value != value:  # NaN
+        raise ValidationError({"timeout": [f"A number of seconds from 0 to {limit:g}."]})
+    return value
 
 
 class ThreadViewSet(

@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 from functools import lru_cache
 from http import HTTPStatus
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -24,7 +25,7 @@ from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
-import agents.metrics  # noqa: F401  (registers the agent metrics)
+import agents.metrics  # registers the agent metrics
 import config.metrics  # noqa: F401  (registers the rate-limit metrics)
 from core.http import client_ip
 
@@ -66,13 +67,29 @@ def _refuse(status: HTTPStatus, detail: str, code: str) -> JsonResponse:
     return response
 
 
+_RUNS_BY_STATUS = agents.metrics.RunsByStatusCollector()
+
+
 def registry() -> CollectorRegistry:
-    """What a scrape reads: all processes' values in multi-process mode, else this process's."""
+    """What a scrape reads: all processes' values in multi-process mode, else this process's;
+    and the runs pending and running now, from the database."""
+    collected = CollectorRegistry()
     if settings.PROMETHEUS_MULTIPROC_DIR:
-        collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected, path=settings.PROMETHEUS_MULTIPROC_DIR)
-        return collected
-    return REGISTRY
+    else:
+        collected.register(_Everything(REGISTRY))
+    collected.register(_RUNS_BY_STATUS)
+    return collected
+
+
+class _Everything:
+    """A registry's metrics, as one collector of another registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Any:
+        return self.source.collect()
 
 
 @never_cache

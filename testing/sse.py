@@ -16,17 +16,20 @@ class Event:
     event: str
     data: Any
     at: float
+    id: str | None = None  # the event's ``id:`` line (comments have none)
 
 
 def read_events(response: httpx.Response) -> Iterator[Event]:
-    event, data = "message", list[str]()
+    event, data, event_id = "message", list[str](), None
     for line in response.iter_lines():
         if line == "":
             if data:
-                yield Event(event, json.loads("\n".join(data)), time.monotonic())
-            event, data = "message", list[str]()
+                yield Event(event, json.loads("\n".join(data)), time.monotonic(), event_id)
+            event, data, event_id = "message", list[str](), None
         elif line.startswith(":"):
             yield Event("comment", line[1:].strip(), time.monotonic())
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
         elif line.startswith("event:"):
             event = line[6:].strip()
         elif line.startswith("data:"):

@@ -386,3 +386,46 @@ def test_factories_build_consistent_rows() -> None:
     assert isinstance(run.thread, AgentThread)
     assert run.tool_calls[0]["args"] == {"email": run.user.email}
     assert json.loads(run.tool_calls[0]["output"])["user"]["email"] == run.user.email
+
+
+# -- run control ----------------------------------------------------------------------------
+
+
+def test_changelist_filters_pending_runs(staff_client: Client) -> None:
+    pending = AgentRunFactory(status=AgentRun.Status.PENDING, input="the pending one")
+    done = AgentRunFactory(input="the finished one")
+
+    html = changelist(staff_client, status="pending")
+
+    assert "?status__exact=pending" in changelist(staff_client)  # offered as a filter
+    assert listed(html, pending, done) == [True, False]
+
+
+def test_cancel_selected_runs_ends_pending_and_asks_running_ones_to_stop(
+    staff_client: Client,
+) -> None:
+    pending = AgentRunFactory(status=AgentRun.Status.PENDING, input="queued")
+    running = AgentRunFactory(status=AgentRun.Status.RUNNING, input="executing")
+    done = AgentRunFactory(input="finished")
+
+    response = staff_client.post(
+        reverse(CHANGELIST),
+        {
+            "action": "cancel_selected_runs",
+            "_selected_action": [r.pk for r in (pending, running, done)],
+        },
+        follow=True,
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    assert "Cancelled 2 run(s)" in response.content.decode()
+    assert "1 had already ended" in response.content.decode()
+    pending.refresh_from_db()
+    running.refresh_from_db()
+    done.refresh_from_db()
+    assert pending.status == "error"
+    assert pending.error.startswith("cancelled:")
+    assert running.status == "running"
+    assert running.cancel_requested == "cancel"
+    assert done.status == "success"
+    assert done.cancel_requested == ""

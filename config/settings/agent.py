@@ -40,6 +40,12 @@ AGENT_RUN_TIMEOUT_SECONDS: float = env.float("AGENT_RUN_TIMEOUT_SECONDS", defaul
 AGENT_RUN_STALE_AFTER_SECONDS: float = env.float(
     "AGENT_RUN_STALE_AFTER_SECONDS", default=max(3 * AGENT_RUN_TIMEOUT_SECONDS, 600.0)
 )
+# Run control: how often a process looks for cancels of the runs it executes, asked from
+# another process (a cancel asked in the executing process itself is immediate).
+AGENT_RUN_CANCEL_POLL_SECONDS: float = env.float("AGENT_RUN_CANCEL_POLL_SECONDS", default=0.5)
+# How long `GET /api/v1/agent/runs/{id}/wait` blocks by default, and at most (`?timeout=`).
+AGENT_RUN_WAIT_DEFAULT_SECONDS: float = env.float("AGENT_RUN_WAIT_DEFAULT_SECONDS", default=60.0)
+AGENT_RUN_WAIT_MAX_SECONDS: float = env.float("AGENT_RUN_WAIT_MAX_SECONDS", default=300.0)
 # How often the sweeper runs (Celery beat, and each app server process); 0: only at start.
 AGENT_RUN_SWEEP_INTERVAL_SECONDS: float = env.float(
     "AGENT_RUN_SWEEP_INTERVAL_SECONDS", default=300.0

@@ -50,6 +50,21 @@ if EVALUATION_JOBS_BACKEND == "celery" and not CELERY_BROKER_URL:
         "EVALUATION_JOBS_BACKEND=celery needs CELERY_BROKER_URL (or REDIS_URL)."
     )
 
+# Where background runs (`POST /api/v1/agent/runs`, runs queued behind a busy thread, streams
+# with on_disconnect=continue) execute: "celery" (a worker on the broker) or "embedded" (a
+# thread pool in the web process, AGENT_RUNS_EMBEDDED_WORKERS threads). Default: celery when
+# there is a broker.
+AGENT_RUNS_BACKEND: str = env.str("AGENT_RUNS_BACKEND", default="") or (
+    "celery" if CELERY_BROKER_URL else "embedded"
+)
+if AGENT_RUNS_BACKEND not in ("celery", "embedded"):
+    raise ImproperlyConfigured(
+        f"AGENT_RUNS_BACKEND={AGENT_RUNS_BACKEND!r} is not valid: use celery or embedded."
+    )
+if AGENT_RUNS_BACKEND == "celery" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("AGENT_RUNS_BACKEND=celery needs CELERY_BROKER_URL (or REDIS_URL).")
+AGENT_RUNS_EMBEDDED_WORKERS: int = env.int("AGENT_RUNS_EMBEDDED_WORKERS", default=8)
+
 # The worker's own Prometheus endpoint (its judge calls and scores; the backend's /metrics only
 # sees its own processes): `celery -A config worker` serves http://HOST:PORT/metrics when PORT
 # is set (0: off). It has no token: bind it to an address only Prometheus reaches.

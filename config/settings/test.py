@@ -36,6 +36,7 @@ LANGFUSE_ENABLED = env.bool("TEST_LANGFUSE_ENABLED", default=False)
 # Evaluation jobs run in the test process unless a test asks for a Celery worker; the judge is
 # the offline one unless a test points it at a judge server.
 EVALUATION_JOBS_BACKEND = env.str("EVALUATION_JOBS_BACKEND", default="embedded")
+AGENT_RUNS_BACKEND = env.str("AGENT_RUNS_BACKEND", default="embedded")
 EVALUATION_API_KEY = env.str("TEST_EVALUATION_API_KEY", default="")
 EVALUATION_BASE_URL = env.str("TEST_EVALUATION_BASE_URL", default="")
 if not (EVALUATION_API_KEY or EVALUATION_BASE_URL):
