@@ -69,9 +69,11 @@ def cancel_selected_runs(
 class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created", "user", "status", "latency_ms", "total_tokens", "model", "thread_link",
-        "short_input", "scores",
+        "short_input", "awaiting", "scores",
     )  # fmt: skip
-    list_filter = ("status", "provider", "model", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status", "decision", "provider", "model", ("created_at", admin.DateFieldListFilter),
+    )  # fmt: skip
     inlines = (AgentEvaluationInline,)
     actions = (evaluate_selected_runs, cancel_selected_runs)
     list_select_related = ("user", "thread")
@@ -99,6 +101,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "Run control",
             {"fields": ("background", "multitask_strategy", "cancel_requested")},
         ),
+        ("Approval", {"fields": ("interrupt_display", "decision", "resumed_from", "resume")}),
         ("Conversation", {"fields": ("input_display", "plan_display", "response_display")}),
         ("Tools", {"fields": ("tool_calls_display",)}),
         ("Error", {"fields": ("error_display",)}),
@@ -120,7 +123,8 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = (
         "id", "user", "thread_link", "status", "created_at", "started_at", "finished_at",
-        "background", "multitask_strategy", "cancel_requested", "input_display",
+        "background", "multitask_strategy", "cancel_requested", "interrupt_display", "decision",
+        "resumed_from", "resume", "input_display",
         "plan_display", "response_display", "tool_calls_display", "error_display", "provider",
         "model", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "trace_link",
         "metadata_display",
@@ -159,6 +163,26 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Input")
     def short_input(self, run: AgentRun) -> str:
         return _truncate(run.input, 60)
+
+    @admin.display(description="Waiting for approval")
+    def awaiting(self, run: AgentRun) -> str:
+        """An interrupted run's pending calls (tool names), while nobody has decided."""
+        if run.status != AgentRun.Status.INTERRUPTED:
+            return ""
+        names = [str(c.get("name")) for c in (run.interrupt or {}).get("tool_calls") or []]
+        text = ", ".join(names) or "—"
+        return text if run.awaiting_decision else f"{text} ({run.get_decision_display()})"
+
+    @admin.display(description="Calls waiting for approval")
+    def interrupt_display(self, run: AgentRun) -> str:
+        calls = (run.interrupt or {}).get("tool_calls") or []
+        if not calls:
+            return "—"
+        return format_html_join(
+            "",
+            "<p><strong>{}</strong> <code>{}</code></p>",
+            ((c.get("name"), json.dumps(c.get("args"), ensure_ascii=False)) for c in calls),
+        )
 
     @admin.display(description="Input")
     def input_display(self, run: AgentRun) -> str:

@@ -30,16 +30,25 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents import cancellation, metrics, services
 from agents.budget import token_usage_settle
-from agents.errors import AgentRunError, RunNotActive, ThreadBusy, ThreadNotFound
+from agents.errors import (
+    AgentRunError,
+    RunNotActive,
+    RunNotInterrupted,
+    ThreadBusy,
+    ThreadInterrupted,
+    ThreadNotFound,
+)
 from agents.eventlog import get_event_log
 from agents.models import AgentRun, AgentThread
 from agents.selectors import utc_day_start
@@ -48,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 Status = AgentRun.Status
 Strategy = AgentRun.Strategy
+Decision = AgentRun.Decision
 
 
 # -- admission ---------------------------------------------------------------------------------
@@ -60,29 +70,79 @@ def run_admit(
 
     ``fields`` are ``services.run_start``'s. The run is ``running`` when the thread is free and
     the caller executes it; ``pending`` otherwise (the background executor takes it, once the
-    transaction commits).
+    transaction commits). A run interrupted for approval holds its thread too: ``reject``
+    answers 409 ``thread_interrupted``, ``interrupt`` and ``rollback`` close it as superseded
+    (its calls rejected; for ``rollback`` its turn removed), ``enqueue`` waits for its decision.
     """
     if not AgentThread.objects.select_for_update().filter(pk=thread.pk).exists():
         raise ThreadNotFound()  # deleted meanwhile
+    approvals_close_expired(thread_id=thread.pk)
     active = list(
         AgentRun.objects.filter(thread=thread, status__in=AgentRun.ACTIVE).values_list(
-            "id", "status"
+            "id", flat=True
         )
     )
-    if active and multitask_strategy == Strategy.REJECT:
-        raise ThreadBusy()
-    if active and multitask_strategy in (Strategy.INTERRUPT, Strategy.ROLLBACK):
-        ids = [run_id for run_id, _status in active]
-        AgentRun.objects.filter(pk__in=ids, cancel_requested="").update(
-            cancel_requested=multitask_strategy
+    paused = list(
+        AgentRun.objects.filter(thread=thread, status=Status.INTERRUPTED, decision="").values_list(
+            "id", flat=True
         )
-        transaction.on_commit(lambda: _stop_superseded(ids, multitask_strategy))
-    status = Status.RUNNING if not active and not background else Status.PENDING
+    )
+    if multitask_strategy == Strategy.REJECT and active:
+        raise ThreadBusy()
+    if multitask_strategy == Strategy.REJECT and paused:
+        raise ThreadInterrupted()
+    if multitask_strategy in (Strategy.INTERRUPT, Strategy.ROLLBACK):
+        if active:
+            AgentRun.objects.filter(pk__in=active, cancel_requested="").update(
+                cancel_requested=multitask_strategy
+            )
+            transaction.on_commit(lambda: _stop_superseded(active, multitask_strategy))
+        for run_id in paused:
+            _approval_close(
+                run_id,
+                decision=Decision.SUPERSEDED,
+                rollback=(multitask_strategy == Strategy.ROLLBACK),
+            )
+        paused = []
+    waits = bool(active or paused)
+    status = Status.RUNNING if not waits and not background else Status.PENDING
     run = services.run_start_exclusive(
         thread=thread,
         status=status,
         background=status == Status.PENDING,
         multitask_strategy=multitask_strategy,
+        **fields,
+    )
+    if status == Status.PENDING:
+        metrics.run_queued()
+        transaction.on_commit(lambda: run_dispatch(run_id=run.id))
+    return run
+
+
+def run_admit_resume(
+    *, interrupted: AgentRun, resume: dict[str, Any], background: bool, **fields: Any
+) -> AgentRun:
+    """Record the run that continues ``interrupted`` with a person's decision; inside the
+    caller's transaction. ``RunNotInterrupted`` (409) when the run is not waiting for one (or
+    was resumed already: the decision is taken once, by a conditional update)."""
+    AgentThread.objects.select_for_update().filter(pk=interrupted.thread_id).exists()
+    decided = AgentRun.objects.filter(
+        pk=interrupted.pk, status=Status.INTERRUPTED, decision=""
+    ).update(decision=resume["decision"])
+    if not decided:
+        raise RunNotInterrupted()
+    interrupted.decision = resume["decision"]
+    metrics.approval_decided(decision=resume["decision"])
+    # It goes before the runs queued behind the interruption; only a running run (none, while
+    # the thread waited) could make it wait.
+    running = AgentRun.objects.filter(thread_id=interrupted.thread_id, status=Status.RUNNING)
+    status = Status.PENDING if background or running.exists() else Status.RUNNING
+    run = services.run_start_exclusive(
+        thread=interrupted.thread,
+        status=status,
+        background=status == Status.PENDING,
+        resumed_from=interrupted,
+        resume=resume,
         **fields,
     )
     if status == Status.PENDING:
@@ -108,11 +168,8 @@ def run_claim(*, run_id: uuid.UUID | str) -> AgentRun | None:
     run = AgentRun.objects.filter(pk=run_id).select_related("user").first()
     if run is None or run.status != Status.PENDING:
         return None
-    earlier = AgentRun.objects.filter(
-        thread_id=run.thread_id, status=Status.PENDING, created_at__lt=run.created_at
-    )
-    if earlier.exists():
-        return None  # an earlier run's end hands the thread on
+    if run.resumed_from_id is None and _waits(run):
+        return None  # an earlier run's end (or an approval's decision) hands the thread on
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -128,11 +185,22 @@ def run_claim(*, run_id: uuid.UUID | str) -> AgentRun | None:
     return run
 
 
+def _waits(run: AgentRun) -> bool:
+    """Whether a pending run must let others go first: an earlier pending run, a resume of an
+    interrupted run, or an interrupted run still waiting for its decision."""
+    thread_runs = AgentRun.objects.filter(thread_id=run.thread_id)
+    return (
+        thread_runs.filter(status=Status.PENDING, created_at__lt=run.created_at).exists()
+        or thread_runs.filter(status=Status.PENDING, resumed_from__isnull=False).exists()
+        or thread_runs.filter(status=Status.INTERRUPTED, decision="").exists()
+    )
+
+
 def run_dispatch_next(*, thread_id: uuid.UUID) -> None:
-    """Hand a thread whose run ended to its next pending run, if any."""
+    """Hand a thread whose run ended to its next pending run, if any (a resume first)."""
     following = (
         AgentRun.objects.filter(thread_id=thread_id, status=Status.PENDING)
-        .order_by("created_at")
+        .order_by(F("resumed_from").asc(nulls_last=True), "created_at")
         .values_list("id", flat=True)
         .first()
     )
@@ -258,6 +326,77 @@ def _pending_end(run: AgentRun, *, reason: str) -> bool:
         str(run.id), "error", {"detail": reason, "code": "cancelled", "run_id": str(run.id)}
     )
     run_dispatch_next(thread_id=run.thread_id)
+    return True
+
+
+# -- approvals: closing interrupted runs nobody resumed ----------------------------------------
+
+
+def approval_expires_at(run: AgentRun) -> datetime | None:
+    """When an interrupted run's approval expires (``AGENT_APPROVAL_TTL_HOURS``; None: never)."""
+    hours = float(settings.AGENT_APPROVAL_TTL_HOURS)
+    if hours <= 0 or run.finished_at is None:
+        return None
+    return run.finished_at + timedelta(hours=hours)
+
+
+def approvals_close_expired(*, thread_id: uuid.UUID | None = None, limit: int = 500) -> int:
+    """Close interrupted runs whose approval expired as rejected (``expired``): on the next
+    access to their thread, and by the periodic sweep (all threads). How many it closed."""
+    hours = float(settings.AGENT_APPROVAL_TTL_HOURS)
+    if hours <= 0:
+        return 0
+    due = AgentRun.objects.filter(
+        status=Status.INTERRUPTED,
+        decision="",
+        finished_at__lt=timezone.now() - timedelta(hours=hours),
+    )
+    if thread_id is not None:
+        due = due.filter(thread_id=thread_id)
+    closed = 0
+    for run_id in due.values_list("id", flat=True)[:limit]:
+        closed += _approval_close(run_id, decision=Decision.EXPIRED)
+    return closed
+
+
+def approval_expire_if_due(run: AgentRun) -> AgentRun:
+    """``run``, closed as expired first if it waited for a decision past its time."""
+    expires = approval_expires_at(run)
+    if run.awaiting_decision and expires is not None and expires <= timezone.now():
+        _approval_close(run.id, decision=Decision.EXPIRED)
+        run.refresh_from_db()
+    return run
+
+
+_CLOSED_REASONS: dict[str, str] = {
+    Decision.EXPIRED: "rejected: nobody approved this call in time",
+    Decision.SUPERSEDED: "rejected: a newer message replaced the request for approval",
+}
+
+
+def _approval_close(run_id: uuid.UUID, *, decision: str, rollback: bool = False) -> bool:
+    """Close an interrupted run without running its calls: they are answered as rejected in
+    the thread's memory (or, ``rollback``, its turn removed), so that the thread goes on."""
+    from agents.runner import thread_repair_for_run, thread_rollback_for_run
+
+    closed = AgentRun.objects.filter(pk=run_id, status=Status.INTERRUPTED, decision="").update(
+        decision=decision
+    )
+    if not closed:
+        return False
+    metrics.approval_decided(decision=decision)
+    run = AgentRun.objects.select_related("user").get(pk=run_id)
+    if rollback:
+        thread_rollback_for_run(run=run)
+    else:
+        thread_repair_for_run(run=run, reason=_CLOSED_REASONS[decision], code="rejected")
+    logger.info(
+        "Interrupted run %s closed: %s",
+        run_id,
+        decision,
+        extra={"event": "agent_approval_closed", "run_id": str(run_id), "decision": decision},
+    )
+    transaction.on_commit(lambda: run_dispatch_next(thread_id=run.thread_id))
     return True
 
 

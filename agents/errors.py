@@ -122,6 +122,25 @@ class RunNotActive(ApplicationError):
     default_detail = "The run has already ended."
 
 
+class ThreadInterrupted(ApplicationError):
+    """The thread's last run waits for a person's approval (``multitask_strategy`` reject)."""
+
+    status_code = HTTPStatus.CONFLICT
+    code = "thread_interrupted"
+    default_detail = (
+        "The thread's last run is waiting for approval. Resume it (POST "
+        "/api/v1/agent/runs/{id}/resume), or send the message with another multitask_strategy."
+    )
+
+
+class RunNotInterrupted(ApplicationError):
+    """Only an interrupted run that nobody has decided on can be resumed."""
+
+    status_code = HTTPStatus.CONFLICT
+    code = "run_not_interrupted"
+    default_detail = "The run is not waiting for approval (it was not interrupted, or was resumed)."
+
+
 class RunAbandoned(AgentRunError):
     """The process executing the run stopped; the sweeper ended it (``agents.sweeper``)."""
 

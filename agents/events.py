@@ -2,7 +2,8 @@
 
 ``agents.runner.agent_run_execute`` yields them in this order: ``run``, then ``plan``,
 ``tool_call``/``tool_result`` pairs and ``token`` pieces as the graph produces them, and
-``done`` last. A failure is not an event: the runner raises the domain error, and the SSE layer
+``done`` last (or ``interrupt``, when the run paused for a person's approval). A failure is
+not an event: the runner raises the domain error, and the SSE layer
 (``agents.streaming``) turns it into its ``error`` event. ``event`` is the SSE event name; the
 other fields are the event's JSON payload (``done`` carries the finished run, which the output
 serializer turns into the body of ``POST /api/v1/agent/run``).
@@ -59,6 +60,14 @@ class TokenEvent:
 
 
 @dataclass(frozen=True)
+class InterruptEvent:
+    """The run paused before tools that need a person's approval: its last event."""
+
+    event: ClassVar[str] = "interrupt"
+    tool_calls: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class DoneEvent:
     """The run succeeded; ``run`` is the finished record."""
 
@@ -68,9 +77,9 @@ class DoneEvent:
 
 # Every event but ``done``: what happens while the run is under way.
 ProgressEvent = RunEvent | PlanEvent | ToolCallEvent | ToolResultEvent | TokenEvent
-AgentEvent = ProgressEvent | DoneEvent
+AgentEvent = ProgressEvent | InterruptEvent | DoneEvent
 
 
-def event_payload(event: ProgressEvent) -> dict[str, Any]:
+def event_payload(event: ProgressEvent | InterruptEvent) -> dict[str, Any]:
     """The JSON payload of every event but ``done`` (whose payload is the output serializer's)."""
     return asdict(event)

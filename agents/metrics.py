@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("completed", "failed", "timeout")
+STATUSES = ("completed", "failed", "timeout", "interrupted")
 TOKEN_KINDS = ("prompt", "completion")
 UNKNOWN_MODEL = "unknown"
 
@@ -50,7 +50,8 @@ TOKEN_BUCKETS = tuple(float(2**n) for n in range(4, 18))  # 16 .. 131072
 AGENT_INVOCATIONS = Counter("agent_invocations_total", "Agent runs started.")
 AGENT_INVOCATIONS_BY_STATUS = Counter(
     "agent_invocations_by_status_total",
-    "Agent runs finished, by outcome: completed, failed or timeout (the LLM timed out).",
+    "Agent runs finished, by outcome: completed, failed, timeout (the LLM timed out) or "
+    "interrupted (paused for a person's approval).",
     ["status"],
 )
 AGENT_TOKENS = Counter(
@@ -99,6 +100,15 @@ APP_INFO = Gauge(
     "app_info", "The application: version and environment.", ["version", "env"],
     multiprocess_mode="max",
 )  # fmt: skip
+
+# Approvals: what people decided on the calls that waited for them.
+APPROVAL_DECISIONS = ("approve", "edit", "reject", "expired", "superseded")
+AGENT_APPROVALS = Counter(
+    "agent_approvals_total",
+    "Decisions on tool calls that waited for approval: approve, edit, reject, expired (not "
+    "decided within AGENT_APPROVAL_TTL_HOURS) or superseded (a newer message replaced them).",
+    ["decision"],
+)
 
 # Run control: background runs and runs queued behind a busy thread.
 AGENT_RUNS_QUEUED = Counter(
@@ -170,8 +180,9 @@ def run_finished(
     completion_tokens: int | None,
     model: str,
 ) -> None:
-    """A run ends (call once per ``run_started``). ``status``: completed, failed or timeout
-    (anything else counts as failed). Tokens are the run's totals; ``None``: not reported."""
+    """A run ends (call once per ``run_started``). ``status``: completed, failed, timeout or
+    interrupted (anything else counts as failed). Tokens are the run's totals; ``None``: not
+    reported."""
     AGENT_ACTIVE_EXECUTIONS.dec()
     AGENT_INVOCATIONS_BY_STATUS.labels(status=status if status in STATUSES else "failed").inc()
     AGENT_EXECUTION_DURATION.observe(max(float(duration_s), 0.0))
@@ -185,6 +196,11 @@ def run_finished(
         histogram.observe(value)
         AGENT_TOKENS.inc(value)
         AGENT_TOKENS_BY_MODEL.labels(model=label, kind=kind).inc(value)
+
+
+@_never_raises
+def approval_decided(*, decision: str) -> None:
+    AGENT_APPROVALS.labels(decision=decision if decision in APPROVAL_DECISIONS else "reject").inc()
 
 
 @_never_raises
@@ -253,6 +269,8 @@ def startup() -> None:
                 AGENT_MODEL_PRICE.labels(model=model, kind=kind).set(float(prices[kind]))
     for status in STATUSES:
         AGENT_INVOCATIONS_BY_STATUS.labels(status=status)
+    for decision in APPROVAL_DECISIONS:
+        AGENT_APPROVALS.labels(decision=decision)
     configured = model_label(getattr(settings, "LLM_MODEL_NAME", None))
     for kind in TOKEN_KINDS:
         AGENT_TOKENS_BY_MODEL.labels(model=configured, kind=kind)

@@ -52,6 +52,16 @@ class AgentRun(models.Model):
         ROLLBACK = "rollback", "Rolled back by a newer run"
         DISCONNECT = "disconnect", "Its client disconnected"
 
+    class Decision(models.TextChoices):
+        """What a person decided on an interrupted run's pending calls (empty: nothing yet)."""
+
+        NONE = "", "—"
+        APPROVE = "approve", "Approved"
+        EDIT = "edit", "Approved with edited arguments"
+        REJECT = "reject", "Rejected"
+        EXPIRED = "expired", "Rejected: not decided in time"
+        SUPERSEDED = "superseded", "Rejected: a newer message replaced it"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs"
@@ -86,6 +96,17 @@ class AgentRun(models.Model):
     cancel_requested = models.CharField(
         max_length=16, choices=Cancel.choices, blank=True, default=Cancel.NONE
     )
+    # Approvals: an ``interrupted`` run's pending calls (``{"tool_calls": [{id, name, args}]}``)
+    # and what was decided on them; the run that resumed it points back at it.
+    interrupt = models.JSONField(null=True, blank=True)
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True, default=Decision.NONE
+    )
+    resumed_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_by"
+    )
+    # What a resuming run resumes with: ``{"decision", "args"?, "comment"?}``.
+    resume = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)  # pending until then
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -105,6 +126,12 @@ class AgentRun(models.Model):
                 condition=models.Q(status__in=("pending", "running")),
                 name="run_active_thread_idx",
             ),
+            # Interrupted runs waiting for a decision (a thread's hold; the approval TTL sweep).
+            models.Index(
+                fields=("thread", "created_at"),
+                condition=models.Q(status="interrupted", decision=""),
+                name="run_awaiting_decision_idx",
+            ),
         )
         constraints = (
             # One run executing at a time per thread, across processes: the last guard behind
@@ -119,6 +146,11 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} run {self.id}"
+
+    @property
+    def awaiting_decision(self) -> bool:
+        """Interrupted for approval, and nobody has decided yet."""
+        return self.status == self.Status.INTERRUPTED and not self.decision
 
 
 class TokenUsage(models.Model):

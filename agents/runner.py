@@ -33,7 +33,9 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import StreamMode
+from langgraph.types import Command, StreamMode
+from pydantic import ValidationError as PydanticValidationError
+from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
 from agents import cancellation, metrics, services
@@ -46,6 +48,7 @@ from agents.errors import (
     LLMTimeout,
     LLMUnavailable,
     RunCancelled,
+    RunNotInterrupted,
     RunTimeout,
     StepLimitExceeded,
     classify_exception,
@@ -56,6 +59,7 @@ from agents.eventlog import LoggedEvent, get_event_log
 from agents.events import (
     AgentEvent,
     DoneEvent,
+    InterruptEvent,
     PlanEvent,
     RunEvent,
     TokenEvent,
@@ -134,6 +138,78 @@ def agent_run_start(
     return run
 
 
+def agent_run_resume_start(
+    *,
+    run: AgentRun,
+    decision: str,
+    args: dict[str, Any] | None = None,
+    tool_call_id: str | None = None,
+    comment: str = "",
+    background: bool = False,
+) -> AgentRun:
+    """Record the run that continues interrupted ``run`` with a person's decision on its
+    pending calls: ``approve`` runs them, ``edit`` runs the call with ``args`` (checked against
+    the tool's schema: ``ValidationError``, 400), ``reject`` answers it with the refusal and
+    ``comment``. ``RunNotInterrupted`` (409) when ``run`` is not waiting for a decision: not
+    interrupted, resumed already, or expired (``AGENT_APPROVAL_TTL_HOURS``: then closed as
+    rejected). The new run points back at ``run`` (``resumed_from``) and executes like any."""
+    from agents.control import approval_expire_if_due, run_admit_resume
+
+    run = approval_expire_if_due(run)
+    if run.status == AgentRun.Status.INTERRUPTED and run.decision == AgentRun.Decision.EXPIRED:
+        raise RunNotInterrupted("The approval expired: the calls were rejected.")
+    if not run.awaiting_decision:
+        raise RunNotInterrupted()
+    resume: dict[str, Any] = {"decision": decision, "comment": comment}
+    if decision == "edit":
+        call = _edited_call(run, args=args or {}, tool_call_id=tool_call_id)
+        resume.update(args=args or {}, tool_call_id=call["id"])
+    reserved = token_usage_reserve(user=run.user)
+    info = model_info()
+    try:
+        with transaction.atomic():
+            resumed = run_admit_resume(
+                interrupted=run,
+                resume=resume,
+                background=background,
+                user=run.user,
+                message=run.input,
+                metadata=run.metadata,
+                provider=info.provider,
+                model=info.model,
+                reserved_tokens=reserved,
+            )
+    except BaseException:
+        token_usage_release(user=run.user, tokens=reserved)
+        raise
+    _connection_release()
+    return resumed
+
+
+def _edited_call(run: AgentRun, *, args: dict[str, Any], tool_call_id: str | None) -> Any:
+    """The pending call an ``edit`` changes, its new ``args`` valid for the tool's schema."""
+    calls = list((run.interrupt or {}).get("tool_calls") or [])
+    if tool_call_id is not None:
+        calls = [call for call in calls if str(call.get("id")) == tool_call_id]
+        if not calls:
+            raise ValidationError({"tool_call_id": ["No pending call has this id."]})
+    elif len(calls) != 1:
+        raise ValidationError({"tool_call_id": ["Several calls wait: name the one to edit."]})
+    call = calls[0]
+    tools = {tool.name: tool for tool in tool_templates(http_tool_config())}
+    tool = tools.get(str(call.get("name")))
+    schema = getattr(tool, "args_schema", None)
+    if schema is not None and hasattr(schema, "model_validate"):
+        try:
+            schema.model_validate(args)
+        except PydanticValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
+            ]
+            raise ValidationError({"args": problems}) from None
+    return call
+
+
 def agent_run_execute(
     *,
     run: AgentRun,
@@ -173,10 +249,23 @@ def agent_run_execute(
         except Exception as exc:
             failure = _finish_failed(execution, trace, exc)
         else:
-            trace.set_output(output=execution.state.response)
-            _finish(execution, status=AgentRun.Status.SUCCESS, metric_status="completed")
+            paused = execution.state.interrupt
+            if paused is not None:  # approvals: waiting for a person's decision
+                trace.set_output(output=json.dumps({"interrupt": paused}, default=str))
+                _finish(
+                    execution,
+                    status=AgentRun.Status.INTERRUPTED,
+                    metric_status="interrupted",
+                    interrupt=paused,
+                )
+            else:
+                trace.set_output(output=execution.state.response)
+                _finish(execution, status=AgentRun.Status.SUCCESS, metric_status="completed")
     if failure is not None:
         raise failure
+    if execution.state.interrupt is not None:
+        yield InterruptEvent(tool_calls=list(execution.state.interrupt.get("tool_calls") or []))
+        return
     yield DoneEvent(run=run)
 
 
@@ -292,11 +381,24 @@ class _RunState:
     response: str = ""
     error: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    interrupt: dict[str, Any] | None = None  # the calls waiting for approval, when it paused
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def awaiting(self, records: list[dict[str, Any]]) -> None:
+        """A resumed run takes over the calls its interrupted run left waiting."""
+        for record in records:
+            if record.get("ok") is None:
+                copied = dict(record)
+                self.tool_calls.append(copied)
+                self._pending[str(copied.get("id"))] = copied
 
     def on_ai(self, message: AIMessage) -> Iterator[ToolCallEvent]:
         self.model = str(message.response_metadata.get("model_name") or self.model)
         for call in pending_tool_calls(message):
+            known = self._pending.get(str(call.get("id")))
+            if known is not None:  # the same call, its arguments edited by a person
+                known["args"] = call.get("args")
+                continue
             record = {
                 "id": call.get("id"),
                 "name": call.get("name"),
@@ -324,7 +426,14 @@ class _RunState:
         metrics.tool_called(tool=str(record["name"]), ok=bool(record["ok"]))
         yield ToolResultEvent(name=record["name"], ok=record["ok"], summary=record["summary"])
 
-    def on_update(self, node: str, update: dict[str, Any]) -> Iterator[AgentEvent]:
+    def on_update(self, node: str, update: Any) -> Iterator[AgentEvent]:
+        if node == "__interrupt__":  # LangGraph's interrupt(): the tool node waits for approval
+            for paused in update or ():
+                value = getattr(paused, "value", None)
+                if isinstance(value, dict):
+                    self.interrupt = value
+            return
+        update = update or {}
         if node == "planner":
             self.plan = str(update.get("plan") or "")
             yield PlanEvent(plan=self.plan)
@@ -415,12 +524,20 @@ class _Deadline(_StopPoints):
             )
 
 
-def thread_repair_for_run(*, run: AgentRun) -> None:
+def thread_repair_for_run(*, run: AgentRun, reason: str | None = None, code: str = "") -> None:
     """Answer the tool calls ``run`` left open in its thread's memory, as a failed run's own
-    finish does: for runs ended from outside (``agents.sweeper``)."""
+    finish does: for runs ended from outside (``agents.sweeper``; approvals closed unanswered,
+    with their ``reason`` and ``code``)."""
     execution = _execution_prepare(run=run, tokens=False, cancel=None)
     execution.graph = _graph_for(model=None, checkpointer=None)
-    _thread_repair(execution)
+    _thread_repair(execution, reason=reason, code=code or "not_executed")
+
+
+def thread_rollback_for_run(*, run: AgentRun) -> None:
+    """Remove ``run``'s turn from its thread's memory (a rolled-back interrupted run)."""
+    execution = _execution_prepare(run=run, tokens=False, cancel=None)
+    execution.graph = _graph_for(model=None, checkpointer=None)
+    _thread_rollback(execution)
 
 
 # -- the steps of an execution ----------------------------------------------------------------
@@ -461,7 +578,7 @@ def _execution_prepare(
         "run_name": "agent_graph",
         "metadata": {"run_id": str(run.id), "user_id": str(run.user_id)},
     }
-    graph_input = {
+    graph_input: Any = {
         # Its id marks where the run's turn starts in the thread's memory (a rollback's cut).
         "messages": [HumanMessage(content=run.input, id=_turn_id(run))],
         "user_id": str(run.user_id),
@@ -469,6 +586,13 @@ def _execution_prepare(
         "steps": 0,
         "error": None,
     }
+    state = _RunState(model=run.model)
+    if run.resume is not None and run.resumed_from_id is not None:  # approvals: continue the
+        graph_input = Command(resume=run.resume)  # interrupted run with the decision
+        previous = AgentRun.objects.filter(pk=run.resumed_from_id).values("tool_calls", "plan")
+        for row in previous[:1]:
+            state.awaiting(list(row["tool_calls"] or []))
+            state.plan = str(row["plan"] or "")
     return _Execution(
         run=run,
         config=config,
@@ -476,7 +600,7 @@ def _execution_prepare(
         graph_input=graph_input,
         modes=["updates", "messages"] if tokens else ["updates"],
         usage=usage,
-        state=_RunState(model=run.model),
+        state=state,
         cancel=cancel,
     )
 
@@ -497,7 +621,8 @@ def _graph_for(*, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver
     checkpointer = checkpointer or get_checkpointer()
     http = http_tool_config()
     max_steps, max_history = settings.AGENT_MAX_STEPS, settings.AGENT_MAX_HISTORY_MESSAGES
-    key = (id(model), id(checkpointer), http, max_steps, max_history)
+    approval = approval_tools()
+    key = (id(model), id(checkpointer), http, max_steps, max_history, approval)
     with _graphs_lock:
         entry = _graphs.get(key)
         if entry is not None and entry[0] is model and entry[1] is checkpointer:
@@ -508,12 +633,20 @@ def _graph_for(*, model: BaseChatModel | None, checkpointer: BaseCheckpointSaver
         checkpointer=checkpointer,
         max_steps=max_steps,
         max_history_messages=max_history,
+        approval_tools=approval,
     )
     with _graphs_lock:
         while len(_graphs) >= _GRAPHS_KEPT:
             del _graphs[next(iter(_graphs))]
         _graphs[key] = (model, checkpointer, graph)
     return graph
+
+
+def approval_tools() -> frozenset[str]:
+    """The tools whose calls wait for a person's approval (``AGENT_APPROVAL_REQUIRED_TOOLS``)."""
+    return frozenset(
+        name.strip() for name in settings.AGENT_APPROVAL_REQUIRED_TOOLS if name.strip()
+    )
 
 
 @contextmanager
@@ -527,7 +660,7 @@ def _traced(execution: _Execution) -> Iterator[RunTrace]:
             user_id=run.user_id,
             thread_id=run.thread_id,
             model=run.model,
-            metadata=run.metadata,
+            metadata=_trace_metadata(run),
             correlation_id=correlation_id(),
             input=run.input,
         ) as trace,
@@ -536,6 +669,18 @@ def _traced(execution: _Execution) -> Iterator[RunTrace]:
         execution.config["callbacks"] = [*execution.callbacks, *trace.callbacks]
         execution.trace_id = trace.trace_id or ""
         yield trace
+
+
+def _trace_metadata(run: AgentRun) -> dict[str, Any]:
+    """The run's metadata on its trace, and for a resumed run the decision it carries out."""
+    if run.resume is None:
+        return dict(run.metadata or {})
+    return {
+        **(run.metadata or {}),
+        "approval_decision": run.resume.get("decision"),
+        "approval_comment": run.resume.get("comment") or None,
+        "resumed_from": str(run.resumed_from_id),
+    }
 
 
 def _graph_stream(execution: _Execution) -> Iterator[AgentEvent]:
@@ -561,7 +706,7 @@ def _graph_stream(execution: _Execution) -> Iterator[AgentEvent]:
                     yield TokenEvent(text=piece.text)
                 continue
             for node, update in (chunk or {}).items():
-                yield from state.on_update(node, update or {})
+                yield from state.on_update(node, update)
     finally:
         stream.close()
 
@@ -627,7 +772,12 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
 
 
 def _finish(
-    execution: _Execution, *, status: str, metric_status: str, error: str | None = None
+    execution: _Execution,
+    *,
+    status: str,
+    metric_status: str,
+    error: str | None = None,
+    interrupt: dict[str, Any] | None = None,
 ) -> AgentRun:
     """Count, record and log how the run ended."""
     state, started = execution.state, execution.started
@@ -641,7 +791,9 @@ def _finish(
         completion_tokens=counts["completion_tokens"],
         model=model,
     )
-    extra = {"error": error} if error is not None else {}
+    extra: dict[str, Any] = {"error": error} if error is not None else {}
+    if interrupt is not None:
+        extra["interrupt"] = interrupt
     # reliability: retried on a dropped connection, tokens settled, a deleted run detected
     finished = services.run_finish_recorded(
         run=execution.run,
@@ -721,7 +873,9 @@ def _thread_rollback(execution: _Execution) -> None:
         logger.exception("Could not roll back thread %s", config.get("configurable"))
 
 
-def _thread_repair(execution: _Execution) -> None:
+def _thread_repair(
+    execution: _Execution, *, reason: str | None = None, code: str = "not_executed"
+) -> None:
     """Answer tool calls a failed run left open, so that the thread's next turn works."""
     graph, config = execution.graph, execution.config
     if graph is None:  # it failed to build: the run never reached the thread
@@ -730,10 +884,10 @@ def _thread_repair(execution: _Execution) -> None:
         snapshot = graph.get_state(config)
         messages = snapshot.values.get("messages") or []
         if messages and pending_tool_calls(messages[-1]):
-            reason = "not executed: the run was stopped before this tool ran"
+            reason = reason or "not executed: the run was stopped before this tool ran"
             graph.update_state(
                 config,
-                {"messages": answer_pending(messages[-1], reason)},
+                {"messages": answer_pending(messages[-1], reason, code=code)},
                 as_node="step_limit",
             )
     except Exception:  # repairing is best effort; the run is already recorded

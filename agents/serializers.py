@@ -79,6 +79,39 @@ class RunStreamInputSerializer(RunInputSerializer):
     )
 
 
+class ResumeInputSerializer(serializers.Serializer):
+    """``POST agent/runs/{id}/resume``: what a person decided on an interrupted run's calls."""
+
+    decision = serializers.ChoiceField(
+        choices=(("approve", "approve"), ("reject", "reject"), ("edit", "edit"))
+    )
+    args = serializers.DictField(
+        required=False,
+        help_text="`edit`: the arguments to run the call with (checked against the tool's "
+        "schema). With several calls waiting, name the one with `tool_call_id`.",
+    )
+    tool_call_id = serializers.CharField(required=False, max_length=200)
+    comment = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+    stream = serializers.BooleanField(default=False, help_text="Answer as Server-Sent Events.")
+    background = serializers.BooleanField(default=False, help_text="Answer 202 at once.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["decision"] == "edit" and "args" not in attrs:
+            raise serializers.ValidationError({"args": ["`edit` needs the new `args`."]})
+        if attrs["decision"] != "edit" and ("args" in attrs or "tool_call_id" in attrs):
+            raise serializers.ValidationError({"args": ["Only `edit` takes `args`."]})
+        if attrs["stream"] and attrs["background"]:
+            raise serializers.ValidationError(
+                {"background": ["Choose `stream` or `background`, not both."]}
+            )
+        if "args" in attrs:
+            try:
+                json_value_check(attrs["args"], max_depth=METADATA_MAX_DEPTH)
+            except UnstorableJSON as exc:
+                raise serializers.ValidationError({"args": [f"Cannot be stored: {exc}."]}) from None
+        return attrs
+
+
 class RunAcceptedSerializer(serializers.Serializer):
     """``202``: a background run was recorded; follow it at ``/agent/runs/{run_id}``."""
 
@@ -100,6 +133,18 @@ class TraceUrlField(serializers.URLField):
         return trace_url(str(value) if value else None)
 
 
+class PendingToolCallSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    args = serializers.JSONField()
+
+
+class InterruptSerializer(serializers.Serializer):
+    """The calls an ``interrupted`` run waits to have approved."""
+
+    tool_calls = PendingToolCallSerializer(many=True)
+
+
 class RunResultSerializer(serializers.Serializer):
     """The seed's response body (of ``POST /agent/run`` and the ``done`` event), plus who
     answered and what it cost: the output of a finished ``AgentRun``."""
@@ -115,6 +160,7 @@ class RunResultSerializer(serializers.Serializer):
     model = serializers.CharField(read_only=True)
     trace_url = TraceUrlField(source="trace_id", read_only=True, allow_null=True)
     usage = UsageSerializer(source="*", read_only=True)
+    interrupt = InterruptSerializer(read_only=True, allow_null=True)
 
 
 class RunErrorSerializer(serializers.Serializer):
@@ -152,7 +198,8 @@ class RunDetailSerializer(RunListSerializer):
     class Meta(RunListSerializer.Meta):
         fields: tuple[str, ...] = (
             *RunListSerializer.Meta.fields, "plan", "tool_calls", "metadata", "background",
-            "multitask_strategy", "cancel_requested", "result",
+            "multitask_strategy", "cancel_requested", "interrupt", "decision", "resumed_from",
+            "result",
         )  # fmt: skip
         read_only_fields: tuple[str, ...] = fields
 

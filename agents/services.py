@@ -65,6 +65,8 @@ def run_start(
     status: str = AgentRun.Status.RUNNING,
     background: bool = False,
     multitask_strategy: str = AgentRun.Strategy.REJECT,
+    resumed_from: AgentRun | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> AgentRun:
     now = timezone.now()
     run = AgentRun.objects.create(
@@ -79,6 +81,8 @@ def run_start(
         background=background,
         multitask_strategy=multitask_strategy,
         started_at=now if status == AgentRun.Status.RUNNING else None,
+        resumed_from=resumed_from,  # approvals: the interrupted run this one continues
+        resume=resume,
     )
     # Bump the thread's activity time so that thread lists show the latest conversation first.
     AgentThread.objects.filter(pk=thread.pk).update(updated_at=now)
@@ -88,6 +92,7 @@ def run_start(
 _FINISH_FIELDS = [
     "status", "response", "plan", "error", "latency_ms", "trace_id", "model",
     "prompt_tokens", "completion_tokens", "total_tokens", "tool_calls", "finished_at",
+    "interrupt",
 ]  # fmt: skip
 
 

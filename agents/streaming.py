@@ -187,6 +187,8 @@ def final_record(run: Any) -> tuple[str, dict[str, Any]]:
 
     if run.status == AgentRun.Status.SUCCESS:
         return "done", dict(RunResultSerializer(run).data)
+    if run.status == AgentRun.Status.INTERRUPTED:
+        return "interrupt", {"tool_calls": list((run.interrupt or {}).get("tool_calls") or [])}
     try:
         run_outcome(run)
     except AgentRunError as error:

@@ -144,6 +144,9 @@ def run_sweep_safely() -> int:
         close_old_connections()
         ended = len(run_sweep_stale())
         run_kick_waiting()
+        from agents.control import approvals_close_expired
+
+        approvals_close_expired()  # approvals nobody decided on in time: closed as rejected
         return ended
     except DatabaseError as exc:  # the database is away or dropped us: the next sweep retries
         logger.warning("Sweeping stale runs failed: %s: %s", type(exc).__name__, exc)

@@ -30,8 +30,13 @@ def execute_run(run_id: str) -> None:
 
 @shared_task(name="agents.tasks.sweep_runs", ignore_result=True)
 def sweep_runs() -> int:
-    """End stale ``running`` runs as abandoned; how many it ended."""
-    return len(run_sweep_stale())
+    """End stale ``running`` runs as abandoned (and close expired approvals); how many runs it
+    ended."""
+    from agents.control import approvals_close_expired
+
+    ended = len(run_sweep_stale())
+    approvals_close_expired()
+    return ended
 
 
 @worker_ready.connect

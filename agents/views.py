@@ -17,11 +17,18 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from agents import selectors, services
-from agents.control import run_cancel, run_wait
+from agents.control import approval_expire_if_due, run_cancel, run_wait
 from agents.eventlog import LoggedEvent, get_event_log, parse_last_event_id
 from agents.models import AgentRun, AgentThread
-from agents.runner import agent_run, agent_run_events, agent_run_start, run_outcome
+from agents.runner import (
+    agent_run,
+    agent_run_events,
+    agent_run_resume_start,
+    agent_run_start,
+    run_outcome,
+)
 from agents.serializers import (
+    ResumeInputSerializer,
     RunAcceptedSerializer,
     RunDetailSerializer,
     RunErrorSerializer,
@@ -164,18 +171,34 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
             multitask_strategy=data["multitask_strategy"],
             background=go_on,  # executed by the background executor, followed from its log
         )
-        if run.status == AgentRun.Status.PENDING:
-            events = follow_run(str(run.id), after=None, cancel_on_disconnect=not go_on)
-            return _event_stream(events)
-        # The stream is produced after this view (and the request's log context) returned: the
-        # run takes the request's correlation id along, for its log lines and trace.
-        request_id = correlation_id()
+        return _run_stream(run, cancel_on_disconnect=not go_on)
 
-        def produce(cancel: threading.Event) -> Iterator[LoggedEvent]:
-            with bind_log_context(correlation_id=request_id):
-                yield from agent_run_events(run=run, tokens=True, cancel=cancel)
 
-        return _event_stream(stream_events(produce, run_id=str(run.id)))
+def _run_stream(run: AgentRun, *, cancel_on_disconnect: bool) -> StreamingHttpResponse:
+    """A started run, answered as its SSE stream: executed here (``running``), or followed
+    from its event log while the background executor runs it (``pending``)."""
+    if run.status == AgentRun.Status.PENDING:
+        events = follow_run(str(run.id), after=None, cancel_on_disconnect=cancel_on_disconnect)
+        return _event_stream(events)
+    # The stream is produced after this view (and the request's log context) returned: the
+    # run takes the request's correlation id along, for its log lines and trace.
+    request_id = correlation_id()
+
+    def produce(cancel: threading.Event) -> Iterator[LoggedEvent]:
+        with bind_log_context(correlation_id=request_id):
+            yield from agent_run_events(run=run, tokens=True, cancel=cancel)
+
+    return _event_stream(stream_events(produce, run_id=str(run.id)))
+
+
+def _run_answer(run: AgentRun) -> AgentRun:
+    """A started run, executed here to its end (or, pending, waited for): the finished run,
+    or the domain error it ended with."""
+    if run.status == AgentRun.Status.PENDING:
+        return run_outcome(run_wait(run=run, timeout=float(settings.AGENT_RUN_STALE_AFTER_SECONDS)))
+    for _event in agent_run_events(run=run):
+        pass
+    return run
 
 
 def _event_stream(events: AsyncIterator[str]) -> StreamingHttpResponse:
@@ -195,12 +218,12 @@ class RunViewSet(
 
     def get_throttles(self) -> list[Any]:
         # Starting and cancelling runs count against the agent limit; reading them does not.
-        if getattr(self, "action", None) in ("create", "cancel"):
+        if getattr(self, "action", None) in ("create", "cancel", "resume"):
             return [AgentRateThrottle()]
         return []
 
     def get_content_negotiator(self) -> BaseContentNegotiation:
-        if getattr(self, "action", None) == "stream":
+        if getattr(self, "action", None) in ("stream", "resume"):
             return JSONErrorsNegotiation()
         return DefaultContentNegotiation()
 
@@ -240,7 +263,8 @@ class RunViewSet(
         "trace URL, and `result`: the body `POST /agent/run` answered, once the run ended."
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().retrieve(request, *args, **kwargs)
+        run = approval_expire_if_due(self.get_object())  # closed as rejected when expired
+        return Response(RunDetailSerializer(run).data)
 
     @extend_schema(
         request=RunInputSerializer,
@@ -328,6 +352,48 @@ class RunViewSet(
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = run_cancel(run=self.get_object())
         return Response(RunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=ResumeInputSerializer,
+        responses={
+            200: RunResultSerializer,
+            (200, "text/event-stream"): SSE_EVENT,
+            202: RunAcceptedSerializer,
+            400: None,
+            404: None,
+            409: None,
+            429: None,
+            502: RunErrorSerializer,
+            503: RunErrorSerializer,
+            504: RunErrorSerializer,
+        },
+        description="Continue an `interrupted` run (its calls wait for approval) with a "
+        "decision: `approve` runs the calls, `edit` runs the call with new `args` (checked "
+        "against the tool's schema: 400 otherwise), `reject` answers it with the refusal and "
+        "`comment`, so the model can respond. The continuation is a new run (`resumed_from` "
+        "the interrupted one), answered like `agent/run` (the default), as SSE (`stream`) or "
+        "with 202 (`background`). 409 `run_not_interrupted`: not interrupted, resumed "
+        "already, or expired (`AGENT_APPROVAL_TTL_HOURS`).",
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response | StreamingHttpResponse:
+        serializer = ResumeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run = agent_run_resume_start(
+            run=self.get_object(),
+            decision=data["decision"],
+            args=data.get("args"),
+            tool_call_id=data.get("tool_call_id"),
+            comment=data["comment"],
+            background=data["background"],
+        )
+        if data["background"]:
+            body = RunAcceptedSerializer(run).data
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        if data["stream"]:
+            return _run_stream(run, cancel_on_disconnect=True)
+        return Response(RunResultSerializer(_run_answer(run)).data)
 
 
 def _wait_timeout(request: Request) -> float:

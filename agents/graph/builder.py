@@ -22,16 +22,18 @@ def build_graph(
     checkpointer: BaseCheckpointSaver | None = None,
     max_steps: int = 8,
     max_history_messages: int = 40,
+    approval_tools: frozenset[str] = frozenset(),
 ) -> CompiledStateGraph[Any, RunContext, Any, Any]:
     """planner → executor → (tools → executor)* → END; ``step_limit`` ends a looping agent.
 
     Compile it once and run it for many callers: ``tools`` give the model its tool schemas, and
     a run passes its caller's own tools (same names) as ``context=RunContext(tools=...)``.
+    Calls to ``approval_tools`` wait for a person's decision (``make_tool_node``).
     """
     graph: StateGraph[Any, RunContext] = StateGraph(AgentState, context_schema=RunContext)
     graph.add_node("planner", make_planner(model, [t.name for t in tools], max_history_messages))  # type: ignore[call-overload]
     graph.add_node("executor", make_executor(model, tools, max_history_messages))  # type: ignore[call-overload]
-    graph.add_node("tools", make_tool_node(tools))  # type: ignore[call-overload]
+    graph.add_node("tools", make_tool_node(tools, approval_tools))  # type: ignore[call-overload]
     graph.add_node("step_limit", step_limit)
     graph.add_edge(START, "planner")
     graph.add_edge("planner", "executor")

@@ -19,6 +19,7 @@ from langchain_core.messages import (
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 from pydantic import ValidationError
 
 from agents.graph.prompts import EXECUTOR_PROMPT, PLANNER_PROMPT, tool_list
@@ -101,26 +102,75 @@ def make_executor(
     return executor
 
 
+def approval_request(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What an interrupt for approval carries: the calls that wait for a person's decision."""
+    return {
+        "tool_calls": [
+            {"id": str(call.get("id") or ""), "name": call.get("name"), "args": call.get("args")}
+            for call in calls
+        ]
+    }
+
+
+def _decided(
+    last: AIMessage, needing: list[dict[str, Any]], decision: Any
+) -> tuple[AIMessage | None, dict[str, str]]:
+    """Apply a person's decision on the calls that waited for it: the AI message with edited
+    arguments (None when unchanged) and the refusals, by call id (``reject``)."""
+    decision = decision if isinstance(decision, dict) else {}
+    kind = decision.get("decision")
+    ids = [str(call.get("id") or "") for call in needing]
+    if kind == "reject":
+        comment = str(decision.get("comment") or "").strip()
+        reason = "the user rejected this call" + (f": {comment}" if comment else "")
+        return None, dict.fromkeys(ids, reason)
+    if kind == "edit" and isinstance(decision.get("args"), dict):
+        edited = dict(decision["args"])
+        target = str(decision.get("tool_call_id") or ids[0])
+        calls = [
+            {**call, "args": edited} if str(call.get("id")) == target else call
+            for call in last.tool_calls
+        ]
+        return last.model_copy(update={"tool_calls": calls}), {}
+    return None, {}  # approve
+
+
 def make_tool_node(
-    tools: list[BaseTool],
+    tools: list[BaseTool], approval_tools: frozenset[str] = frozenset()
 ) -> Callable[[AgentState, Runtime[RunContext]], dict[str, Any]]:
     """Run the last AI message's tool calls in order, in this thread.
 
     The tools run are the run's own (``RunContext.tools``) when it brings them, else ``tools``.
     Every call gets a ToolMessage, whatever happens: an unanswered tool call breaks the
     thread's next turn at the provider. Each message carries its duration for the run record.
+
+    When a call is to one of ``approval_tools``, nothing runs until a person decides: the node
+    interrupts (LangGraph ``interrupt()``, the checkpoint keeps the pending calls) and, resumed
+    with ``Command(resume={"decision": "approve" | "reject" | "edit", "args"?, "comment"?})``,
+    runs the calls as decided; the other calls of the same turn wait with them.
     """
     compiled = {tool.name: tool for tool in tools}
 
     def tools_node(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         context = runtime.context
         by_name = {t.name: t for t in context.tools} if context and context.tools else compiled
-        results: list[ToolMessage] = []
-        for call in pending_tool_calls(state["messages"][-1]):
+        last = state["messages"][-1]
+        calls = pending_tool_calls(last)
+        needing = [c for c in calls if c.get("name") in approval_tools and not c.get("invalid")]
+        edited: AIMessage | None = None
+        refused: dict[str, str] = {}
+        if needing and isinstance(last, AIMessage):
+            edited, refused = _decided(last, needing, interrupt(approval_request(needing)))
+            if edited is not None:
+                calls = pending_tool_calls(edited)
+        results: list[AnyMessage] = [edited] if edited is not None else []
+        for call in calls:
             name = str(call.get("name") or "")
             started = time.perf_counter()
             tool = by_name.get(name)
-            if call.get("invalid"):
+            if str(call.get("id") or "") in refused:
+                content = tool_error(refused[str(call.get("id") or "")], code="rejected")
+            elif call.get("invalid"):
                 content = tool_error(
                     f"the arguments were not valid JSON: {call.get('error')}",
                     code="invalid_arguments",
@@ -155,11 +205,13 @@ def make_tool_node(
     return tools_node
 
 
-def answer_pending(message: AnyMessage, reason: str) -> list[ToolMessage]:
+def answer_pending(
+    message: AnyMessage, reason: str, *, code: str = "not_executed"
+) -> list[ToolMessage]:
     """Error ToolMessages for calls that will not run, so the thread stays valid."""
     return [
         ToolMessage(
-            content=tool_error(reason, code="not_executed"),
+            content=tool_error(reason, code=code),
             tool_call_id=str(call.get("id") or ""),
             name=str(call.get("name") or ""),
             status="error",

@@ -429,3 +429,21 @@ def test_cancel_selected_runs_ends_pending_and_asks_running_ones_to_stop(
     assert running.cancel_requested == "cancel"
     assert done.status == "success"
     assert done.cancel_requested == ""
+
+
+def test_interrupted_runs_are_listed_with_their_pending_calls(staff_client: Client) -> None:
+    waiting = AgentRunFactory(
+        status=AgentRun.Status.INTERRUPTED,
+        input="post it",
+        interrupt={"tool_calls": [{"id": "c1", "name": "http_post", "args": {"url": XSS}}]},
+    )
+    done = AgentRunFactory(input="a finished one")
+
+    html = changelist(staff_client, status__exact="interrupted")
+
+    assert listed(html, waiting, done) == [True, False]
+    assert "http_post" in html
+    page = staff_client.get(run_change_url(waiting)).content.decode()
+    assert "Calls waiting for approval" in page
+    assert "http_post" in page
+    assert XSS not in page

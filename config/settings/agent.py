@@ -40,6 +40,14 @@ AGENT_RUN_TIMEOUT_SECONDS: float = env.float("AGENT_RUN_TIMEOUT_SECONDS", defaul
 AGENT_RUN_STALE_AFTER_SECONDS: float = env.float(
     "AGENT_RUN_STALE_AFTER_SECONDS", default=max(3 * AGENT_RUN_TIMEOUT_SECONDS, 600.0)
 )
+# Approvals: calls to these tools wait for a person's decision (comma-separated; empty: off).
+AGENT_APPROVAL_REQUIRED_TOOLS: list[str] = env.list(
+    "AGENT_APPROVAL_REQUIRED_TOOLS", default=["http_post"]
+)
+# An interrupted run not resumed within this many hours is closed as rejected (on the next
+# access to it or its thread, and by the periodic sweep); 0: never.
+AGENT_APPROVAL_TTL_HOURS: float = env.float("AGENT_APPROVAL_TTL_HOURS", default=24.0)
+
 # Run control: how often a process looks for cancels of the runs it executes, asked from
 # another process (a cancel asked in the executing process itself is immediate).
 AGENT_RUN_CANCEL_POLL_SECONDS: float = env.float("AGENT_RUN_CANCEL_POLL_SECONDS", default=0.5)
