@@ -35,6 +35,13 @@ class ApplicationError(Exception):
         super().__init__(self.detail)
 
 
+class InvalidDuration(ApplicationError):
+    """A duration (``7d``, ``24h``) that ``core.durations.parse_duration`` cannot read."""
+
+    code = "invalid_duration"
+    default_detail = "Not a duration: use a number and s, m, h, d or w (90m, 24h, 7d)."
+
+
 class ServiceUnavailable(ApplicationError):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
     code = "service_unavailable"

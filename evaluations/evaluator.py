@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import time
@@ -25,6 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentRun
+from core.durations import parse_duration
+from core.errors import InvalidDuration
 from evaluations import prometheus, selectors, services
 from evaluations.errors import EvaluationError, JudgeAnswerInvalid, JudgeError
 from evaluations.judge import Judge, JudgeInput, Judgement, get_judge
@@ -111,23 +112,14 @@ def _metadata(judgement: Judgement, metric: Metric, job_id: str | None) -> dict[
 
 
 def parse_since(value: str | None) -> timedelta:
-    """``90m``, ``24h``, ``7d``, ``30s``, ``2w`` (or a number of seconds) as a timedelta."""
-    text = (value or "").strip().lower()
-    if not text:
+    """``90m``, ``24h``, ``7d``, ``30s``, ``2w`` (or a number of seconds) as a timedelta; the
+    default window when empty (``core.durations``)."""
+    if not (value or "").strip():
         return DEFAULT_SINCE
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    number, unit = (text[:-1], text[-1]) if text[-1] in units else (text, "s")
     try:
-        amount = float(number)
-    except ValueError:
-        raise EvaluationError(
-            f"'{value}' is not a duration: use a number and s, m, h, d or w (90m, 24h, 7d).",
-            code="invalid_since",
-        ) from None
-    # float() takes nan and inf too: neither is a window (timedelta refuses nan).
-    if not math.isfinite(amount) or amount <= 0 or amount * units[unit] > 10 * 365 * 86400:
-        raise EvaluationError(f"'{value}' is not a usable duration.", code="invalid_since")
-    return timedelta(seconds=amount * units[unit])
+        return parse_duration(value or "")
+    except InvalidDuration as exc:
+        raise EvaluationError(exc.detail, code="invalid_since") from None
 
 
 def evaluation_run(

@@ -1,5 +1,7 @@
 """The agent: limits, memory (the LangGraph checkpointer) and the HTTP tools."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import BASE_DIR, env
 
 AGENT_MAX_STEPS: int = env.int("AGENT_MAX_STEPS", default=8)
@@ -75,3 +77,28 @@ AGENT_EVENTS_TTL_SECONDS: int = env.int("AGENT_EVENTS_TTL_SECONDS", default=3600
 AGENT_EVENTS_REDIS_TIMEOUT_SECONDS: float = env.float(
     "AGENT_EVENTS_REDIS_TIMEOUT_SECONDS", default=2.0
 )
+
+# Retention (``manage.py prune_threads``, ``agents.retention``): threads with no activity for
+# this many days are pruned daily on Celery beat (``agents-prune-threads``); 0 keeps every
+# thread. ``delete`` removes them as ``DELETE agent/threads/{id}`` does; ``keep_latest`` keeps
+# each one's latest checkpoint only (the conversation continues, its history snapshots go).
+AGENT_THREAD_RETENTION_DAYS: int = env.int("AGENT_THREAD_RETENTION_DAYS", default=0)
+AGENT_THREAD_RETENTION_STRATEGY: str = env.str("AGENT_THREAD_RETENTION_STRATEGY", default="delete")
+# Threads read, checked and pruned per batch: each thread is pruned in a short transaction of
+# its own, so no table stays locked for long.
+AGENT_THREAD_RETENTION_BATCH_SIZE: int = env.int("AGENT_THREAD_RETENTION_BATCH_SIZE", default=100)
+if AGENT_THREAD_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"AGENT_THREAD_RETENTION_DAYS={AGENT_THREAD_RETENTION_DAYS} is not valid: use 0 (keep "
+        "every thread) or a number of days."
+    )
+if AGENT_THREAD_RETENTION_STRATEGY not in ("delete", "keep_latest"):
+    raise ImproperlyConfigured(
+        f"AGENT_THREAD_RETENTION_STRATEGY={AGENT_THREAD_RETENTION_STRATEGY!r} is not valid: use "
+        "delete or keep_latest."
+    )
+if not 1 <= AGENT_THREAD_RETENTION_BATCH_SIZE <= 1000:
+    raise ImproperlyConfigured(
+        f"AGENT_THREAD_RETENTION_BATCH_SIZE={AGENT_THREAD_RETENTION_BATCH_SIZE} is not valid: "
+        "use 1 to 1000."
+    )

@@ -7,7 +7,7 @@ broker (the embedded default) jobs run in the web process and Celery is not used
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
-from config.settings.agent import AGENT_RUN_SWEEP_INTERVAL_SECONDS
+from config.settings.agent import AGENT_RUN_SWEEP_INTERVAL_SECONDS, AGENT_THREAD_RETENTION_DAYS
 from config.settings.cache import REDIS_URL
 from config.settings.evaluation import EVALUATION_SCHEDULE_MINUTES
 
@@ -30,6 +30,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     "evaluations-fail-stale-jobs": {"task": "evaluations.fail_stale_jobs", "schedule": 300.0},
 }
+if AGENT_THREAD_RETENTION_DAYS > 0:
+    # Threads inactive for AGENT_THREAD_RETENTION_DAYS are pruned once a day (agents.retention).
+    CELERY_BEAT_SCHEDULE["agents-prune-threads"] = {
+        "task": "agents.tasks.prune_threads",
+        "schedule": 24 * 3600.0,
+    }
 if EVALUATION_SCHEDULE_MINUTES > 0:
     CELERY_BEAT_SCHEDULE["evaluations-recent-runs"] = {
         "task": "evaluations.evaluate_recent",
