@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("delete", "keep_latest")
 # The statuses of a run in progress: a thread with one is never pruned.
-ACTIVE_STATUSES = ("pending", AgentRun.Status.RUNNING)
+ACTIVE_STATUSES = AgentRun.ACTIVE
 
 BUSY = "a run is in progress"
 NEW_ACTIVITY = "it had new activity meanwhile"
