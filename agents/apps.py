@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_delete, post_migrate
+from django.db.models.signals import post_delete, post_migrate, pre_delete
 
 
 class AgentsConfig(AppConfig):
@@ -17,6 +17,11 @@ class AgentsConfig(AppConfig):
 
         post_delete.connect(
             signals.thread_memory_forget, sender=AgentThread, dispatch_uid="agents.thread_memory"
+        )
+        pre_delete.connect(
+            signals.thread_pending_runs_release,
+            sender=AgentThread,
+            dispatch_uid="agents.thread_pending_runs",
         )
 
         from agents import metrics

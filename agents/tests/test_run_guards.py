@@ -335,3 +335,19 @@ def test_the_ledger_is_readable_in_admin_and_not_editable(client, superuser, use
     assert user.email in page.content.decode()
     assert "1234" in page.content.decode()
     assert client.get("/admin/agents/tokenusage/add/").status_code == HTTPStatus.FORBIDDEN
+
+
+@pytest.mark.django_db
+def test_deleting_a_thread_releases_what_its_pending_runs_reserved(settings, user):
+    settings.AGENT_DAILY_TOKEN_BUDGET = 10_000
+    settings.AGENT_RUN_TOKEN_RESERVE = 1_000
+    thread = AgentThread.objects.create(owner=user, title="queued")
+    reserved = token_usage_reserve(user=user)
+    AgentRun.objects.create(
+        user=user, thread=thread, input="later", status="pending", reserved_tokens=reserved
+    )
+    assert ledger(user) == (0, 1_000)
+
+    services.thread_delete(thread=thread)
+
+    assert ledger(user) == (0, 0)
