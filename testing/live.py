@@ -193,6 +193,9 @@ def production_env(**extra: str) -> dict[str, str]:
         "LANGFUSE_ENABLED": "false",
         "RATE_LIMIT_PER_MINUTE": "10000",
         "LOGIN_RATE_LIMIT": "10000/m",
+        # Background runs in the server's own process: no Celery worker here unless a test
+        # starts one (and says so).
+        "AGENT_RUNS_BACKEND": "embedded",
         **extra,
     }
     # Production refuses to start without collectstatic's manifest (config.E002).
