@@ -717,3 +717,32 @@ def test_the_media_scan_runs_only_when_media_upload_is_enabled(
         assert "@@@langfuseMedia:type=image/png" in recorded
     else:  # off by default: the text as it came
         assert recorded == _DATA_URI
+
+
+@pytest.mark.django_db
+def test_an_approval_decision_is_on_the_resumed_runs_trace(
+    langfuse_on: LangfuseReceiver, llm_server: Any, settings: SettingsWrapper, user: Any
+) -> None:
+    from agents.runner import agent_run, agent_run_events, agent_run_resume_start
+    from testing.llm_server import Reply
+
+    settings.AGENT_APPROVAL_REQUIRED_TOOLS = ["http_post"]
+    llm_server.enqueue(
+        Reply.text("1. Post."),
+        Reply.tool_calls([("http_post", {"url": "https://example.com/hook"})]),
+        Reply.text("Not posted."),
+    )
+    paused = agent_run(user=user, message="post it")
+    assert paused.status == "interrupted"
+    resumed = agent_run_resume_start(run=paused, decision="reject", comment="not today")
+    for _event in agent_run_events(run=resumed):
+        pass
+    assert tracing.flush_langfuse() is True
+
+    trace_id = tracing.trace_id_for_run(resumed.id)
+    langfuse_on.wait_for_spans(lambda s: _root(s) and s.trace_id == trace_id)
+    (root,) = [s for s in langfuse_on.spans_for_trace(trace_id) if _root(s)]
+    metadata = root.metadata()
+    assert metadata["approval_decision"] == "reject"
+    assert metadata["approval_comment"] == "not today"
+    assert metadata["resumed_from"] == str(paused.id)
