@@ -150,7 +150,7 @@ async def follow_run(
 
 EVENTS_UNAVAILABLE = {
     "detail": "The run's events are unavailable (the event store is down). Try again later.",
-    "code": "events_unavailable",
+    "code": "event_log_unavailable",
 }
 
 
