@@ -1,9 +1,10 @@
 """Conversation memory: one LangGraph checkpointer per process.
 
 PostgreSQL: ``PostgresSaver`` on a psycopg pool (autocommit, ``prepare_threshold=0`` so that it
-works behind PgBouncer, a connection check on checkout, bounded idle time and lifetime). The pool
-is created lazily and again after a fork, never per request. SQLite: ``SqliteSaver`` on a file.
-Tables are created and upgraded by every ``migrate`` (a post_migrate handler in ``agents.apps``).
+works behind PgBouncer, a connection check on checkout by ``core.postgresql.pool``, bounded idle
+time and lifetime). The pool is created lazily and again after a fork, never per request.
+SQLite: ``SqliteSaver`` on a file. Tables are created and upgraded by every ``migrate`` (a
+post_migrate handler in ``agents.apps``).
 """
 
 from __future__ import annotations
@@ -67,16 +68,17 @@ def postgres_conninfo(db: dict[str, Any] | None = None) -> str:
 def _build_postgres() -> tuple[BaseCheckpointSaver, Any]:
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool
 
-    pool: ConnectionPool[Any] = ConnectionPool(
+    from core.postgresql.pool import CheckedConnectionPool
+
+    # Checked on checkout as Django's pool is: dead idle connections dropped at once, no backoff.
+    pool: CheckedConnectionPool[Any] = CheckedConnectionPool(
         conninfo=postgres_conninfo(),
         min_size=settings.AGENT_CHECKPOINT_POOL_MIN_SIZE,
         max_size=settings.AGENT_CHECKPOINT_POOL_MAX_SIZE,
         max_idle=settings.AGENT_CHECKPOINT_POOL_MAX_IDLE,
         max_lifetime=settings.AGENT_CHECKPOINT_POOL_MAX_LIFETIME,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=ConnectionPool.check_connection,
         name="agent-checkpoints",
         open=True,
     )

@@ -32,19 +32,24 @@ else:
             "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
             "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+            "name": "django-default",  # in psycopg.pool's log lines
         }
         _db["CONN_MAX_AGE"] = 0
-        # Django then gives the pool psycopg_pool's ``check_connection``: a connection the
-        # server has closed while it sat idle (a restart, a failover, pg_terminate_backend, an
-        # idle timeout) is found dead on checkout and replaced, instead of failing a request.
-        _db["CONN_HEALTH_CHECKS"] = True
+        # Our backend (core.postgresql) checks every connection it takes from the pool: when
+        # the server has closed the idle ones (a restart, a failover, pg_terminate_backend, an
+        # idle timeout), the first dead one makes the pool drop them all at once and the
+        # checkout is retried, instead of failing a request. CONN_HEALTH_CHECKS would give the
+        # pool psycopg_pool's own check, which backs off between dead connections (0, 1, 2,
+        # 4 s...) until DATABASE_POOL_TIMEOUT runs out.
+        _db["CONN_HEALTH_CHECKS"] = False
     else:
         _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
         _db["CONN_HEALTH_CHECKS"] = True
 
-# django-prometheus's wrappers of the same backends count queries, errors and connections.
-_PROMETHEUS_ENGINES = {
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+# django-prometheus's wrappers of the same backends count queries, errors and connections
+# (core.postgresql is its PostgreSQL wrapper, with the pool checkout above).
+_ENGINES = {
+    "django.db.backends.postgresql": "core.postgresql",
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
-_db["ENGINE"] = _PROMETHEUS_ENGINES.get(_db["ENGINE"], _db["ENGINE"])
+_db["ENGINE"] = _ENGINES.get(_db["ENGINE"], _db["ENGINE"])
