@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -844,6 +845,12 @@ def _domain_error(exc: Exception) -> AgentRunError:
     if isinstance(exc, AgentRunError):
         return exc
     if isinstance(exc, DatabaseError):  # reliability: a dropped connection is a 503, no crash
+        return DatabaseUnavailable()
+    # The checkpointer's own drivers: no connection within its pool's timeout, a locked file.
+    driver_errors = [sys.modules[name].OperationalError for name in ("psycopg", "sqlite3")
+                     if name in sys.modules]  # fmt: skip
+    if driver_errors and isinstance(exc, tuple(driver_errors)):
+        logger.warning("The checkpointer's database failed: %s: %s", type(exc).__name__, exc)
         return DatabaseUnavailable()
     error_class = classify_exception(exc)
     if error_class is AgentRunError:

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -42,6 +43,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
     if isinstance(exc, SuspiciousOperation):
         return Response({"detail": "Bad request.", "code": "bad_request"}, status=400)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is away (down, or no connection within the pool's timeout): a fault of
+        # ours the client can retry, not a bug. Data errors (IntegrityError...) stay 500s.
+        logger.warning("Database unavailable: %s: %s", type(exc).__name__, exc)
+        return Response(
+            {"detail": "The database is unavailable. Try again.", "code": "database_unavailable"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
 
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))

@@ -67,3 +67,24 @@ def test_too_many_form_fields_is_a_json_400(user_client, settings):
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {"detail": "Bad request.", "code": "bad_request"}
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
+def test_a_database_that_is_away_is_a_503_not_a_500(error, caplog):
+    from django import db
+
+    exc = getattr(db, error)("couldn't get a connection after 10.00 sec")
+    with caplog.at_level(logging.WARNING, logger="core.exception_handler"):
+        response = exception_handler(exc, {})
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.data["code"] == "database_unavailable"
+    assert response["Retry-After"] == "5"
+    assert "Traceback" not in caplog.text
+
+
+def test_a_data_error_from_the_database_is_still_a_logged_500(caplog):
+    from django.db import IntegrityError
+
+    with caplog.at_level(logging.ERROR, logger="core.exception_handler"):
+        response = exception_handler(IntegrityError("duplicate key"), {})
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
