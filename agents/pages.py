@@ -71,10 +71,15 @@ def _meta(run: AgentRun) -> str:
 
 
 def turn_view(run: AgentRun) -> dict[str, Any]:
-    """One question and its answer as the live chat showed them: plan, tool calls, meta line."""
+    """One question and its answer as the live chat showed them: plan, tool calls, meta line.
+
+    A run still pending or running has no answer in its record yet: the page marks it
+    ``active`` and the chat joins its stream."""
     stopped = run.status == AgentRun.Status.ERROR and run.error.startswith("cancelled")
     failed = run.status == AgentRun.Status.ERROR and not stopped
     return {
+        "run_id": str(run.id),
+        "active": run.status in AgentRun.ACTIVE,
         "input": run.input,
         "response": run.response,
         "plan": run.plan,

@@ -1,13 +1,18 @@
 """Faults for the live-server tests: a Redis the test owns (stopped and started at will), the
-test database's PostgreSQL connections terminated, a server's workers killed."""
+test database's PostgreSQL connections terminated, a server's workers killed, a client's
+connections dropped (a TCP proxy in front of a server)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
@@ -124,3 +129,80 @@ def wait_until_serving(base_url: str, *, old: list[int], timeout: float = 30.0) 
 def gunicorn_log(base_url: str) -> Path:
     """Where ``run_gunicorn(..., keep_log=True)`` writes the server's output."""
     return BASE_DIR / "var" / f"live-gunicorn-{base_url.rsplit(':', 1)[1]}.log"
+
+
+class DroppingProxy:
+    """A TCP proxy on a free port in front of ``target`` (``http://127.0.0.1:PORT``): clients
+    talk to the server through it until ``drop()`` closes every connection open at that moment,
+    mid-response, as a lost network would. New connections go through again."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("http://").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.dropped = 0
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pipe, args=(source, sink), name="proxy-pipe", daemon=True
+                ).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._close(source, sink)
+
+    def _close(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with self._lock:
+                self._open.discard(sock)
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def drop(self) -> int:
+        """Close every open connection (both ends); how many client connections that was."""
+        with self._lock:
+            sockets = list(self._open)
+        self._close(*sockets)
+        self.dropped += len(sockets) // 2
+        return len(sockets) // 2
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.drop()
+
+    def __enter__(self) -> DroppingProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun, AgentThread
 from testing.browser import log_in, needs_chromium
+from testing.faults import DroppingProxy
 from testing.live import BASE_DIR, fake_llm_env, run_server, wait_for
 from testing.llm_server import FakeLLMServer, Reply
 
@@ -240,6 +241,10 @@ def test_stop_ends_the_answer_and_the_run_is_recorded_as_cancelled(page, llm):
     slow = " ".join(f"word{i}" for i in range(200))
     llm.enqueue(Reply.text("1. Answer."), Reply.text(slow, chunk_delay=0.2))
     log_in(page, user)
+    # Leaving the stream no longer stops the run (the page streams with on_disconnect=continue):
+    # Stop cancels it.
+    posts: list[Any] = []
+    page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
     send(page, "Say a lot")
     page.wait_for_function(
         "() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0",
@@ -259,6 +264,11 @@ def test_stop_ends_the_answer_and_the_run_is_recorded_as_cancelled(page, llm):
     assert run is not None
     assert run.status == AgentRun.Status.ERROR
     assert run.error.startswith("cancelled")
+    assert [p.url.split("/api/v1/")[1] for p in posts] == [
+        "agent/run/stream",
+        f"agent/runs/{run.id}/cancel",
+    ]
+    assert posts[0].post_data_json["on_disconnect"] == "continue"
 
     # Esc stops too.
     llm.enqueue(Reply.text("1. Answer."), Reply.text(slow, chunk_delay=0.2))
@@ -277,6 +287,35 @@ def test_stop_ends_the_answer_and_the_run_is_recorded_as_cancelled(page, llm):
     # A reload says the answers were stopped.
     page.reload()
     assert page.locator(".msg.assistant.stopped .stopped-note").count() == 2
+
+    # An answer joined after a reload stops as well.
+    llm.enqueue(Reply.text("1. Answer."), Reply.text(slow, chunk_delay=0.2))
+    send(page, "And again")
+    page.wait_for_function(
+        "() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0",
+        timeout=15000,
+    )
+    page.reload()
+    page.wait_for_function(
+        "() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0",
+        timeout=15000,
+    )
+    page.click("#stop")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.msg.assistant.stopped').length === 3", timeout=10000
+    )
+    assert page.locator(".msg.assistant.streaming").count() == 0
+    assert page.locator("#send").is_visible()
+    last = wait_for(
+        lambda: (
+            AgentRun.objects.filter(user=user, input="And again")
+            .exclude(status__in=AgentRun.ACTIVE)
+            .first()
+        )
+    )
+    assert last.status == AgentRun.Status.ERROR
+    assert last.error.startswith("cancelled")
+    assert page.locator(".msg.assistant.failed").count() == 0
 
 
 def test_errors_are_shown_inline_and_can_be_retried(page, llm):
@@ -432,4 +471,95 @@ def test_rate_limits_are_explained_inline(browser, llm):
         assert re.search(r"sending messages too fast\. Try again in \d+ seconds\.", message), (
             message
         )
+        context.close()
+
+
+SLOW_ANSWER = " ".join(f"piece{i}" for i in range(40))
+STREAMING_TEXT = """() => {
+    const m = document.querySelector('.msg.assistant.streaming');
+    return m ? m.querySelector('.body').textContent : null;
+}"""
+
+
+def stream_requests(page) -> list[Any]:
+    """The page's requests that read a run's stream (the POST that starts it, and joins)."""
+    seen: list[Any] = []
+    page.on("request", lambda r: seen.append(r) if "/stream" in r.url else None)
+    return seen
+
+
+def wait_for_partial(page, answer: str, *, longer_than: int = 0) -> str:
+    """Wait until the streaming answer shows more than ``longer_than`` characters; its text,
+    which must be the start of ``answer`` (nothing lost, nothing shown twice)."""
+    handle = page.wait_for_function(
+        f"(n) => {{ const t = ({STREAMING_TEXT})(); return t && t.length > n ? t : null; }}",
+        arg=longer_than,
+        timeout=15000,
+    )
+    text = handle.json_value()
+    assert answer.startswith(text.strip()), text
+    return text
+
+
+def test_a_reload_during_an_answer_joins_its_stream_and_shows_it_once(page, llm, server_url):
+    user = UserFactory()
+    llm.enqueue(Reply.text("1. Answer slowly."), Reply.text(SLOW_ANSWER, chunk_delay=0.15))
+    log_in(page, user)
+    requests = stream_requests(page)
+    send(page, "Tell me slowly")
+    before = wait_for_partial(page, SLOW_ANSWER)
+    assert requests[0].method == "POST"
+    assert requests[0].post_data_json["on_disconnect"] == "continue"
+    run = AgentRun.objects.get(user=user)
+    page.wait_for_url(f"**/chat/{run.thread_id}/")
+
+    # The reload's page shows the run as in progress; its answer goes on arriving, from the
+    # start, into the one bubble.
+    response = page.reload()
+    assert "data-run-active" in response.text()
+    after = wait_for_partial(page, SLOW_ANSWER, longer_than=len(before))
+    assert len(after) < len(SLOW_ANSWER)
+    joins = [r for r in requests if r.method == "GET"]
+    assert [r.url for r in joins] == [f"{server_url}/api/v1/agent/runs/{run.id}/stream"]
+    assert "last-event-id" not in joins[0].headers  # a fresh page joins from the first event
+    page.wait_for_selector(DONE, timeout=30000)
+
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.SUCCESS
+    assert run.response == SLOW_ANSWER
+    assert page.locator(".msg .body").all_text_contents() == ["Tell me slowly", SLOW_ANSWER]
+    assert page.locator(".msg.assistant .plan-body").text_content() == "1. Answer slowly."
+    assert page.locator(".msg.assistant .error").is_hidden()
+    assert page.locator("#send").is_visible()
+    # And once more after the next reload, from the run record.
+    page.reload()
+    assert page.locator(".msg .body").all_text_contents() == ["Tell me slowly", SLOW_ANSWER]
+
+
+def test_a_dropped_connection_resumes_after_the_last_event(browser, server_url, llm):
+    user = UserFactory()
+    llm.reset()
+    llm.enqueue(Reply.text("1. Answer slowly."), Reply.text(SLOW_ANSWER, chunk_delay=0.15))
+    with DroppingProxy(server_url) as proxy:
+        context = browser.new_context(base_url=proxy.url)
+        page = context.new_page()
+        log_in(page, user)
+        requests = stream_requests(page)
+        send(page, "Tell me slowly")
+        before = wait_for_partial(page, SLOW_ANSWER)
+
+        assert proxy.drop() >= 1  # the answer's stream is cut mid-answer
+        after = wait_for_partial(page, SLOW_ANSWER, longer_than=len(before))
+        assert len(after) < len(SLOW_ANSWER)
+        page.wait_for_selector(DONE, timeout=30000)
+
+        run = AgentRun.objects.get(user=user)
+        assert run.status == AgentRun.Status.SUCCESS
+        assert page.locator(".msg .body").all_text_contents() == ["Tell me slowly", SLOW_ANSWER]
+        assert page.locator(".msg.assistant .error").is_hidden()
+        assert page.locator(".msg.assistant .plan-body").text_content() == "1. Answer slowly."
+        # The page joined the run's stream after the last event it had read.
+        joins = [r for r in requests if r.method == "GET"]
+        assert [r.url for r in joins] == [f"{proxy.url}/api/v1/agent/runs/{run.id}/stream"]
+        assert int(joins[0].headers["last-event-id"]) > 1
         context.close()

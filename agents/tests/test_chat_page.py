@@ -154,3 +154,24 @@ def test_a_reload_renders_every_turn_from_its_run(client):
     assert "Stopped." in html
     assert "KeyError" not in html
     assert ">The agent failed to answer.</div>" in html
+
+
+def test_a_run_in_progress_is_marked_for_the_page_to_join(client):
+    from agents.models import AgentRun
+
+    user = UserFactory()
+    client.force_login(user)
+    thread = AgentThread.objects.create(owner=user, title="Busy")
+    done = AgentRun.objects.create(
+        user=user, thread=thread, input="First", response="Done.", status=AgentRun.Status.SUCCESS
+    )
+    running = AgentRun.objects.create(
+        user=user, thread=thread, input="Second", status=AgentRun.Status.RUNNING
+    )
+    html = client.get(f"/chat/{thread.id}/").content.decode()
+    assert f'<div class="msg assistant" data-run-id="{done.id}">' in html
+    assert (
+        f'<div class="msg assistant streaming" data-run-id="{running.id}" data-run-active>' in html
+    )
+    assert html.count("data-run-active") == 1
+    assert 'data-runs-url="/api/v1/agent/runs"' in html

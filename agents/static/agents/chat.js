@@ -1,4 +1,5 @@
-// The chat page: sends messages to the streaming run endpoint and renders its events.
+// The chat page: sends messages to the streaming run endpoint and renders its events; joins a
+// run's stream again after a reload or a lost connection (see "Streaming an answer").
 //
 // Answers are Markdown. Model output never becomes markup of its own: marked escapes any raw
 // HTML in it (the `html` renderer below) and turns images into links, and DOMPurify, on an
@@ -11,6 +12,7 @@
   if (!root) return;
   const streamUrl = root.dataset.streamUrl;
   const threadsUrl = root.dataset.threadsUrl.replace(/\/?$/, "/");
+  const runsUrl = root.dataset.runsUrl.replace(/\/?$/, "/");
   const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const messages = document.getElementById("messages");
   const form = document.getElementById("composer");
@@ -21,7 +23,6 @@
   const title = document.getElementById("conversation-title");
   const menuToggle = document.getElementById("menu-toggle");
   let threadId = root.dataset.threadId || null;
-  let controller = null; // the AbortController of the answer being streamed
 
   // --- Markdown -------------------------------------------------------------------------------
 
@@ -169,23 +170,35 @@
     const plan = el("details", "plan");
     plan.hidden = true;
     plan.appendChild(el("summary", null, "Plan"));
-    const planBody = el("pre", "plan-body");
-    plan.appendChild(planBody);
+    plan.appendChild(el("pre", "plan-body"));
     const tools = el("details", "tools");
     tools.hidden = true;
-    const toolsSummary = el("summary", null, "Tool calls");
-    tools.appendChild(toolsSummary);
-    const toolList = el("ul");
-    tools.appendChild(toolList);
-    const body = el("div", "body markdown");
-    const meta = el("div", "meta");
+    tools.append(el("summary", null, "Tool calls"), el("ul"));
     const error = el("div", "error");
     error.hidden = true;
     error.setAttribute("role", "alert");
-    msg.append(plan, tools, body, error, meta);
+    msg.append(plan, tools, el("div", "body markdown"), error, el("div", "meta"));
     messages.appendChild(msg);
     scrollDown();
-    return { msg, plan, planBody, tools, toolsSummary, toolList, body, meta, error, pending: [], text: "", frame: 0 };
+    return viewOf(msg);
+  }
+
+  // The parts of an answer's bubble, made above or by the page's template (the same markup).
+  function viewOf(msg) {
+    return {
+      msg,
+      plan: msg.querySelector("details.plan"),
+      planBody: msg.querySelector(".plan-body"),
+      tools: msg.querySelector("details.tools"),
+      toolsSummary: msg.querySelector("details.tools > summary"),
+      toolList: msg.querySelector("details.tools ul"),
+      body: msg.querySelector(".body"),
+      meta: msg.querySelector(".meta"),
+      error: msg.querySelector(".error"),
+      pending: [],
+      text: "",
+      frame: 0,
+    };
   }
 
   // Re-render the growing answer at most once a frame.
@@ -225,10 +238,14 @@
     }
   }
 
-  function handle(view, event, data, firstMessage) {
+  // One event of the run's stream, as it arrives. Returns true for the last one.
+  function handle(answer, event, data) {
+    const view = answer.view;
     switch (event) {
       case "run":
-        rememberThread(data.thread_id, firstMessage);
+        answer.runId = data.run_id;
+        rememberThread(data.thread_id, answer.question);
+        if (answer.stopping) cancelRun(answer); // Stop was pressed before the run had an id
         break;
       case "plan":
         view.planBody.textContent = data.plan || "";
@@ -268,11 +285,16 @@
         showMeta(view, data);
         view.msg.classList.remove("streaming");
         scrollDown();
-        break;
+        return true;
       case "error":
-        return data.detail || "The agent failed to answer.";
+        // Cancelled: by Stop, here or in another tab, by the admin, or by a newer run.
+        if (data.code === "cancelled") answer.stopped = true;
+        else answer.failure = data.detail || "The agent failed to answer.";
+        return true;
+      case "interrupt":
+        return true;
     }
-    return null;
+    return false;
   }
 
   async function errorText(response) {
@@ -301,94 +323,239 @@
     view.msg.insertBefore(el("div", "stopped-note", "Stopped."), view.error);
   }
 
-  async function sendMessage(text) {
-    addUserMessage(text);
-    const view = addAssistantMessage();
-    // The failed turn stays (its run is recorded, and a reload shows it); the retry is a new one.
-    const retry = (event) => {
-      if (controller) return;
-      event.currentTarget.remove();
-      submit(text);
+  // --- Streaming an answer -------------------------------------------------------------------
+  //
+  // The page streams with on_disconnect=continue: the run goes on when the connection drops or
+  // the page reloads, and the page joins it again (GET runs/{id}/stream). Stop therefore cancels
+  // the run explicitly (POST runs/{id}/cancel). Which run is in progress is the server's to say
+  // (the template marks it), so nothing is kept in browser storage: a reloaded page has a fresh
+  // DOM and joins from the first event, which fills the bubble exactly as the live stream did; a
+  // connection lost under the same page resumes after the last event it read (Last-Event-ID).
+
+  const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+  const CANCEL_GRACE_MS = 5000; // after an accepted cancel, how long to wait for its last event
+  const UNREACHABLE = "Could not reach the server. Check your connection and try again.";
+  const LOST = "Lost the connection to the server. Reload the page to see the rest of the answer.";
+  let current = null; // the answer being streamed
+  let leaving = false; // the page is being unloaded: its requests end, the run goes on
+  window.addEventListener("pagehide", () => (leaving = true));
+  window.addEventListener("pageshow", () => (leaving = false));
+
+  function newAnswer(view, question, runId) {
+    return {
+      view,
+      question,
+      runId: runId || null,
+      lastEventId: null, // the id of the last event read, for Last-Event-ID
+      controller: new AbortController(),
+      stopping: false, // Stop was pressed
+      stopped: false, // the run ended cancelled
+      failure: null, // what went wrong, for the person
+      graceTimer: 0,
     };
-    controller = new AbortController();
-    let failure = null;
-    try {
-      const response = await fetch(streamUrl, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "text/event-stream" },
-        body: JSON.stringify({ message: text, thread_id: threadId }),
-        signal: controller.signal,
-      });
-      if (!response.ok) {
-        failure = await errorText(response);
-      } else {
-        failure = await readStream(response, view, text);
-      }
-    } catch (e) {
-      if (e.name === "AbortError") {
-        // Closing the stream stops the run on the server, which records it as cancelled.
-        markStopped(view);
-      } else {
-        failure = "Could not reach the server. Check your connection and try again.";
-      }
-    } finally {
-      controller = null;
-      view.msg.classList.remove("streaming");
-    }
-    if (failure) showError(view, failure, retry);
   }
 
-  async function readStream(response, view, text) {
+  function joinRequest(answer) {
+    return (signal) => {
+      const headers = { Accept: "text/event-stream" };
+      if (answer.lastEventId) headers["Last-Event-ID"] = answer.lastEventId;
+      const url = `${runsUrl}${answer.runId}/stream`;
+      return fetch(url, { credentials: "same-origin", headers, signal });
+    };
+  }
+
+  function pause(ms, signal) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(true), ms);
+      const cut = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      signal.addEventListener("abort", cut, { once: true });
+    });
+  }
+
+  // Read SSE blocks off the response until the run's last event or the end of the body.
+  // Returns whether the last event came, and whether any event did.
+  async function readStream(response, answer) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
-    let failure = null;
+    let progressed = false;
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
+      if (done) return { ended: false, progressed };
       buffer += decoder.decode(value, { stream: true });
       let cut;
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
         let event = "message";
+        let id = null;
         const data = [];
         for (const line of block.split("\n")) {
           if (line.startsWith("event:")) event = line.slice(6).trim();
           else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+          else if (line.startsWith("id:")) id = line.slice(3).trim();
         }
-        if (data.length) failure = handle(view, event, JSON.parse(data.join("\n")), text) || failure;
+        if (!data.length) continue; // a heartbeat
+        if (id) answer.lastEventId = id;
+        progressed = true;
+        if (handle(answer, event, JSON.parse(data.join("\n")))) {
+          reader.cancel().catch(() => {});
+          return { ended: true, progressed };
+        }
       }
     }
-    return failure;
   }
 
-  async function submit(text) {
-    send.disabled = true;
-    send.hidden = true;
-    stop.hidden = false;
+  // Follow the answer to its end: the first request, then, whenever the connection drops, the
+  // run's stream after the last event read, a few times with growing pauses.
+  async function follow(answer, firstRequest) {
+    const signal = answer.controller.signal;
+    let request = firstRequest;
+    let attempt = 0;
+    for (;;) {
+      try {
+        const response = await request(signal);
+        if (response.ok) {
+          const { ended, progressed } = await readStream(response, answer);
+          if (ended) return;
+          if (progressed) attempt = 0;
+        } else if (response.status < 500 || !answer.runId) {
+          answer.failure = await errorText(response);
+          return;
+        }
+      } catch (e) {
+        if (e.name === "AbortError") {
+          answer.stopped = true; // the grace after a cancel ran out
+          return;
+        }
+        // A network failure: the run goes on without us.
+      }
+      if (leaving) return;
+      if (!answer.runId) {
+        answer.failure = UNREACHABLE;
+        return;
+      }
+      if (attempt >= RETRY_DELAYS_MS.length) {
+        answer.failure = LOST;
+        return;
+      }
+      if (!(await pause(RETRY_DELAYS_MS[attempt++], signal))) {
+        answer.stopped = true;
+        return;
+      }
+      request = joinRequest(answer);
+    }
+  }
+
+  function setBusy(busy) {
+    send.disabled = busy;
+    send.hidden = busy;
+    stop.hidden = !busy;
+    stop.disabled = false;
+  }
+
+  async function stream(answer, firstRequest) {
+    current = answer;
+    setBusy(true);
     try {
-      await sendMessage(text);
+      await follow(answer, firstRequest);
     } finally {
-      send.disabled = false;
-      send.hidden = false;
-      stop.hidden = true;
+      clearTimeout(answer.graceTimer);
+      current = null;
+      answer.view.msg.classList.remove("streaming");
+      setBusy(false);
       input.focus();
     }
+    if (leaving) return;
+    if (answer.stopped) {
+      markStopped(answer.view);
+    } else if (answer.failure) {
+      // The failed turn stays (its run is recorded, and a reload shows it); the retry is a new
+      // one. A lost connection has no retry: its run may still be answering.
+      const retry = answer.failure === LOST ? null : retryButton(answer.question);
+      showError(answer.view, answer.failure, retry);
+    }
+  }
+
+  function retryButton(question) {
+    return (event) => {
+      if (current) return;
+      event.currentTarget.remove();
+      sendMessage(question);
+    };
+  }
+
+  function sendMessage(text) {
+    addUserMessage(text);
+    const answer = newAnswer(addAssistantMessage(), text);
+    return stream(answer, (signal) =>
+      fetch(streamUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "text/event-stream" },
+        body: JSON.stringify({ message: text, thread_id: threadId, on_disconnect: "continue" }),
+        signal,
+      }),
+    );
+  }
+
+  // The runs the page shows as in progress (a reload during an answer): join each from its
+  // first event, in order, into the bubble the template made for it.
+  async function joinInProgress() {
+    for (const msg of messages.querySelectorAll(".msg.assistant[data-run-active]")) {
+      const question = msg.previousElementSibling.querySelector(".body").textContent;
+      const answer = newAnswer(viewOf(msg), question, msg.dataset.runId);
+      delete msg.dataset.runActive;
+      await stream(answer, joinRequest(answer));
+    }
+  }
+
+  // Stop cancels the run on the server (leaving its stream does not), then reads on until its
+  // "cancelled" event arrives (so the thread is free for the next message), at most
+  // CANCEL_GRACE_MS.
+  function stopAnswer() {
+    const answer = current;
+    if (!answer || answer.stopping) return;
+    answer.stopping = true;
+    stop.disabled = true;
+    // Without an id yet, the run is cancelled when its first event brings it (handle "run").
+    if (answer.runId) cancelRun(answer);
+  }
+
+  async function cancelRun(answer) {
+    let response = null;
+    try {
+      response = await fetch(`${runsUrl}${answer.runId}/cancel`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+      });
+    } catch (e) {
+      /* unreachable: said below */
+    }
+    if (current !== answer) return;
+    if (response && response.status === 409) return; // it has ended: its last event is on the way
+    if (response && response.ok) {
+      answer.graceTimer = setTimeout(() => answer.controller.abort(), CANCEL_GRACE_MS);
+      return;
+    }
+    answer.stopping = false;
+    stop.disabled = false;
+    const reason = response ? await errorText(response) : UNREACHABLE;
+    answer.view.meta.textContent = `Could not stop the answer: ${reason}`;
   }
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text || controller) return;
+    if (!text || current) return;
     input.value = "";
-    submit(text);
+    sendMessage(text);
   });
 
-  function stopAnswer() {
-    if (controller) controller.abort();
-  }
   stop.addEventListener("click", stopAnswer);
 
   input.addEventListener("keydown", (event) => {
@@ -399,7 +566,7 @@
   });
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
-    if (controller) {
+    if (current) {
       event.preventDefault();
       stopAnswer();
     } else if (root.classList.contains("drawer-open")) {
@@ -575,15 +742,12 @@
     if (!question || !question.classList.contains("user")) return;
     const button = el("button", "retry", "Retry");
     button.type = "button";
-    button.addEventListener("click", () => {
-      if (controller) return;
-      button.remove();
-      submit(question.querySelector(".body").textContent);
-    });
+    button.addEventListener("click", retryButton(question.querySelector(".body").textContent));
     msg.querySelector(".error").appendChild(button);
   });
   threadItems().forEach(decorate);
   regroup();
   scrollDown();
   input.focus();
+  joinInProgress();
 })();
