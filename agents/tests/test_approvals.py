@@ -398,3 +398,23 @@ def test_decisions_are_counted(server_url, api, llm, canary):
     assert scraped_sample(after, "agent_invocations_by_status_total", status="interrupted") == (
         scraped_sample(before, "agent_invocations_by_status_total", status="interrupted") + 1
     )
+
+
+def test_an_empty_approval_list_turns_approvals_off(settings, llm_server, canary, user):
+    from agents.runner import agent_run
+
+    settings.AGENT_APPROVAL_REQUIRED_TOOLS = []
+    settings.HTTP_TOOL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    llm_server.enqueue(
+        Reply.text("1. Post."),
+        Reply.tool_calls([post_call(canary, {"order": 3})]),
+        Reply.text("Posted."),
+    )
+    run = agent_run(user=user, message="post it")
+    assert run.status == "success"
+    assert [json.loads(r["body"]) for r in canary.received] == [{"order": 3}]
+
+    settings.AGENT_APPROVAL_REQUIRED_TOOLS = ["http_post"]
+    llm_server.enqueue(Reply.text("1. Post."), Reply.tool_calls([post_call(canary, {"order": 4})]))
+    assert agent_run(user=user, message="again").status == "interrupted"
+    assert len(canary.received) == 1
