@@ -145,7 +145,8 @@ def test_run_answers_with_the_seed_body_and_stores_the_run(
 
     assert response.status_code == HTTPStatus.OK, response.content
     body = response.json()
-    assert set(body) == SEED_KEYS | {"provider", "model", "usage", "trace_url"}
+    assert set(body) == SEED_KEYS | {"provider", "model", "usage", "trace_url", "interrupt"}
+    assert body["interrupt"] is None
     assert body["status"] == "success"
     assert body["trace_id"] is None
     assert body["provider"] == "offline"

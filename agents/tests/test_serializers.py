@@ -39,10 +39,11 @@ def test_a_traced_run_answers_the_seed_body_with_who_answered_and_what_it_cost(
             "https://langfuse.example.com/project/proj-1/traces/0af7651916cd43dd8448eb211c80319c"
         ),
         "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
+        "interrupt": None,  # approvals: the calls waiting for one, when interrupted
     }
     assert list(RunResultSerializer(run).data) == [
         "response", "thread_id", "trace_id", "run_id", "latency_ms", "status", "plan",
-        "provider", "model", "trace_url", "usage",
+        "provider", "model", "trace_url", "usage", "interrupt",
     ]  # fmt: skip
 
 
