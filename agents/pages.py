@@ -15,6 +15,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from accounts.models import User
 from agents import selectors
+from agents.control import approval_expire_if_due
 from agents.errors import AgentRunError
 from agents.models import AgentRun
 from agents.tracing import trace_url
@@ -35,9 +36,11 @@ def _short(text: str, limit: int = SUMMARY_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _tool_call_view(call: dict[str, Any]) -> dict[str, Any]:
+def _tool_call_view(call: dict[str, Any], *, paused: bool = False) -> dict[str, Any]:
     ok = call.get("ok")
-    outcome = "not run" if ok is None else "ok" if ok else "failed"
+    # A call its run left waiting for a decision: what came of it is the resumed run's to say.
+    not_run = "paused for approval" if paused else "not run"
+    outcome = not_run if ok is None else "ok" if ok else "failed"
     # Runs recorded before tool calls kept their live summary show their output, shortened.
     summary = call.get("summary") or _short(str(call.get("output") or ""))
     return {
@@ -70,20 +73,45 @@ def _meta(run: AgentRun) -> str:
     return " · ".join(parts)
 
 
-def turn_view(run: AgentRun) -> dict[str, Any]:
+def _approval(run: AgentRun, resumed_with: dict[str, Any] | None) -> str:
+    """An interrupted run's approval card, as JSON for chat.js to render (the same code as a
+    live ``interrupt`` event): its pending calls, the decision, and what the run that resumed
+    it was given (edited ``args``, a rejection's ``comment``). Empty for other runs."""
+    if run.status != AgentRun.Status.INTERRUPTED:
+        return ""
+    resume = resumed_with or {}
+    card = {
+        "run_id": str(run.id),
+        "tool_calls": list((run.interrupt or {}).get("tool_calls") or []),
+        "decision": run.decision,
+        "args": resume.get("args"),
+        "tool_call_id": resume.get("tool_call_id"),
+        "comment": resume.get("comment") or "",
+    }
+    return json.dumps(card, ensure_ascii=False)
+
+
+def turn_view(run: AgentRun, *, resumed_with: dict[str, Any] | None = None) -> dict[str, Any]:
     """One question and its answer as the live chat showed them: plan, tool calls, meta line.
 
     A run still pending or running has no answer in its record yet: the page marks it
-    ``active`` and the chat joins its stream."""
+    ``active`` and the chat joins its stream. An interrupted run carries its approval card
+    (``resumed_with``: the decision of the run that resumed it); a resumed run is the
+    continuation of the turn above it, without the question again (and without the plan,
+    which it inherited from that turn)."""
     stopped = run.status == AgentRun.Status.ERROR and run.error.startswith("cancelled")
     failed = run.status == AgentRun.Status.ERROR and not stopped
+    resumed = run.resumed_from_id is not None
+    paused = run.status == AgentRun.Status.INTERRUPTED
     return {
         "run_id": str(run.id),
         "active": run.status in AgentRun.ACTIVE,
+        "resumed": resumed,
         "input": run.input,
         "response": run.response,
-        "plan": run.plan,
-        "tool_calls": [_tool_call_view(call) for call in run.tool_calls or []],
+        "plan": "" if resumed else run.plan,
+        "tool_calls": [_tool_call_view(call, paused=paused) for call in run.tool_calls or []],
+        "approval": _approval(run, resumed_with),
         "failed": failed,
         "stopped": stopped,
         "error": _error_text(run.error) if failed else "",
@@ -106,7 +134,16 @@ def chat(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpRespon
         if thread is None:
             raise Http404("No such conversation.")
         # The run records, not the checkpointer: they hold what the live view showed.
-        turns = [turn_view(run) for run in selectors.run_list_for_thread(thread=thread)]
+        runs = list(selectors.run_list_for_thread(thread=thread))
+        resumes = {run.resumed_from_id: run.resume for run in runs if run.resumed_from_id}
+        turns = [
+            turn_view(
+                # An approval nobody gave in time is closed when it is next seen, here too.
+                approval_expire_if_due(run) if run.awaiting_decision else run,
+                resumed_with=resumes.get(run.id),
+            )
+            for run in runs
+        ]
     context = {
         "thread": thread,
         "turns": turns,

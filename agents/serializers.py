@@ -70,13 +70,17 @@ class RunInputSerializer(serializers.Serializer):
         return value
 
 
-class RunStreamInputSerializer(RunInputSerializer):
-    on_disconnect = serializers.ChoiceField(
+def _on_disconnect_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
         choices=(("cancel", "cancel"), ("continue", "continue")),
         default="cancel",
         help_text="When the client disconnects before the end: `cancel` stops the run; "
         "`continue` lets it go on in the background (join it at `GET /agent/runs/{id}/stream`).",
     )
+
+
+class RunStreamInputSerializer(RunInputSerializer):
+    on_disconnect = _on_disconnect_field()
 
 
 class ResumeInputSerializer(serializers.Serializer):
@@ -94,6 +98,7 @@ class ResumeInputSerializer(serializers.Serializer):
     comment = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
     stream = serializers.BooleanField(default=False, help_text="Answer as Server-Sent Events.")
     background = serializers.BooleanField(default=False, help_text="Answer 202 at once.")
+    on_disconnect = _on_disconnect_field()  # with `stream`, as for `agent/run/stream`
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["decision"] == "edit" and "args" not in attrs:

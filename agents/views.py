@@ -371,28 +371,30 @@ class RunViewSet(
         "decision: `approve` runs the calls, `edit` runs the call with new `args` (checked "
         "against the tool's schema: 400 otherwise), `reject` answers it with the refusal and "
         "`comment`, so the model can respond. The continuation is a new run (`resumed_from` "
-        "the interrupted one), answered like `agent/run` (the default), as SSE (`stream`) or "
-        "with 202 (`background`). 409 `run_not_interrupted`: not interrupted, resumed "
-        "already, or expired (`AGENT_APPROVAL_TTL_HOURS`).",
+        "the interrupted one), answered like `agent/run` (the default), as SSE (`stream`, "
+        "with `on_disconnect` as for `agent/run/stream`) or with 202 (`background`). 409 "
+        "`run_not_interrupted`: not interrupted, resumed already, or expired "
+        "(`AGENT_APPROVAL_TTL_HOURS`).",
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response | StreamingHttpResponse:
         serializer = ResumeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        go_on = data["stream"] and data["on_disconnect"] == "continue"
         run = agent_run_resume_start(
             run=self.get_object(),
             decision=data["decision"],
             args=data.get("args"),
             tool_call_id=data.get("tool_call_id"),
             comment=data["comment"],
-            background=data["background"],
+            background=data["background"] or go_on,  # go_on: followed from its event log
         )
         if data["background"]:
             body = RunAcceptedSerializer(run).data
             return Response(body, status=status.HTTP_202_ACCEPTED)
         if data["stream"]:
-            return _run_stream(run, cancel_on_disconnect=True)
+            return _run_stream(run, cancel_on_disconnect=not go_on)
         return Response(RunResultSerializer(_run_answer(run)).data)
 
 

@@ -8,12 +8,10 @@ interrupted thread; the approval TTL."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,6 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
 from agents.tests.test_runner import assert_every_tool_call_answered
+from testing.canary import Canary
 from testing.live import fake_llm_env, run_server
 from testing.llm_server import FakeLLMServer, Reply
 from testing.metrics import scraped_sample
@@ -35,38 +34,6 @@ RUN = "/api/v1/agent/run"
 STREAM = "/api/v1/agent/run/stream"
 RUNS = "/api/v1/agent/runs"
 THREADS = "/api/v1/agent/threads"
-
-
-class Canary:
-    """A local listener that records every request the agent's HTTP tools send it."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        canary = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                canary.received.append(
-                    {"path": self.path, "body": self.rfile.read(length).decode()}
-                )
-                payload = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +247,25 @@ def test_a_stream_ends_with_the_interrupt_event_and_resume_streams(api, llm, can
     assert [e.event for e in resumed][-1] == "done"
     assert any(e.event == "tool_result" and e.data["name"] == "http_post" for e in resumed)
     assert resumed[-1].data["response"] == "Posted it."
+    assert len(canary.received) == 1
+
+
+def test_a_streamed_resume_with_on_disconnect_continue_outlives_its_client(api, llm, canary):
+    body = interrupted_run(api, llm, canary)
+    llm.enqueue(Reply.text(" ".join(f"w{i}" for i in range(30)), chunk_delay=0.1))
+    resume = {"decision": "approve", "stream": True, "on_disconnect": "continue"}
+    with api.stream("POST", f"{RUNS}/{body['run_id']}/resume", json=resume) as response:
+        assert response.status_code == HTTPStatus.OK
+        for event in read_events(response):
+            if event.event == "run":
+                resumed_id = event.data["run_id"]
+            if event.event == "token":
+                break  # the client leaves mid-answer
+    with api.stream("GET", f"{RUNS}/{resumed_id}/stream") as response:
+        rest = [e for e in read_events(response) if e.event != "comment"]
+    assert rest[-1].event == "done"
+    assert rest[-1].data["response"].endswith("w29")
+    assert AgentRun.objects.get(pk=resumed_id).status == AgentRun.Status.SUCCESS
     assert len(canary.received) == 1
 
 

@@ -1,3 +1,4 @@
+import re
 from http import HTTPStatus
 
 import pytest
@@ -175,3 +176,84 @@ def test_a_run_in_progress_is_marked_for_the_page_to_join(client):
     )
     assert html.count("data-run-active") == 1
     assert 'data-runs-url="/api/v1/agent/runs"' in html
+
+
+def test_an_interrupted_run_carries_its_approval_card_and_its_continuation_follows(client):
+    import json
+    from html import unescape
+
+    from agents.models import AgentRun
+
+    user = UserFactory()
+    client.force_login(user)
+    thread = AgentThread.objects.create(owner=user, title="Orders")
+    call = {"id": "call_1", "name": "http_post", "args": {"url": "http://x/<script>"}}
+    common = {"user": user, "thread": thread, "input": "Order it"}
+    waiting = AgentRun.objects.create(
+        **common,
+        status=AgentRun.Status.INTERRUPTED,
+        plan="1. Post.",
+        interrupt={"tool_calls": [call]},
+        tool_calls=[{**call, "ok": None, "output": None}],
+    )
+    html = client.get(f"/chat/{thread.id}/").content.decode()
+    # The card's data is an escaped attribute, never markup; the call says it waits.
+    assert "<script>" not in html
+    attribute = re.search(r'data-approval="([^"]*)"', html)
+    assert attribute is not None
+    assert json.loads(unescape(attribute.group(1))) == {
+        "run_id": str(waiting.id),
+        "tool_calls": [call],
+        "decision": "",
+        "args": None,
+        "tool_call_id": None,
+        "comment": "",
+    }
+    assert '<span class="outcome paused-for-approval"> → paused for approval</span>' in html
+
+    # Decided: the card says how (with the continuation's arguments), and the continuation is
+    # a turn of its own, without the question or the plan again.
+    AgentRun.objects.filter(pk=waiting.pk).update(decision=AgentRun.Decision.EDIT)
+    resumed = AgentRun.objects.create(
+        **common,
+        status=AgentRun.Status.SUCCESS,
+        response="Posted.",
+        plan="1. Post.",
+        resumed_from=waiting,
+        resume={"decision": "edit", "args": {"url": "http://y/"}, "tool_call_id": "call_1"},
+        tool_calls=[{**call, "args": {"url": "http://y/"}, "ok": True, "summary": "sent"}],
+    )
+    html = client.get(f"/chat/{thread.id}/").content.decode()
+    card = json.loads(unescape(re.search(r'data-approval="([^"]*)"', html).group(1)))
+    assert card["decision"] == "edit"
+    assert card["args"] == {"url": "http://y/"}
+    assert html.count('<div class="msg user">') == 1
+    assert f'<div class="msg assistant continuation" data-run-id="{resumed.id}">' in html
+    assert html.count("1. Post.") == 1
+    assert html.index(str(waiting.id)) < html.index(str(resumed.id))
+
+
+def test_an_approval_past_its_time_is_shown_expired(client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.models import AgentRun
+
+    user = UserFactory()
+    client.force_login(user)
+    thread = AgentThread.objects.create(owner=user, title="Late")
+    call = {"id": "call_1", "name": "http_post", "args": {"url": "http://x/"}}
+    run = AgentRun.objects.create(
+        user=user,
+        thread=thread,
+        input="Order it",
+        status=AgentRun.Status.INTERRUPTED,
+        interrupt={"tool_calls": [call]},
+        tool_calls=[{**call, "ok": None}],
+        finished_at=timezone.now() - timedelta(hours=settings.AGENT_APPROVAL_TTL_HOURS + 1),
+    )
+    html = client.get(f"/chat/{thread.id}/").content.decode()
+    run.refresh_from_db()
+    assert run.decision == AgentRun.Decision.EXPIRED
+    assert "&quot;decision&quot;: &quot;expired&quot;" in html

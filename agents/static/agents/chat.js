@@ -1,5 +1,6 @@
 // The chat page: sends messages to the streaming run endpoint and renders its events; joins a
-// run's stream again after a reload or a lost connection (see "Streaming an answer").
+// run's stream again after a reload or a lost connection (see "Streaming an answer"); asks for
+// a decision when a run waits for approval, and streams its continuation (see "Approvals").
 //
 // Answers are Markdown. Model output never becomes markup of its own: marked escapes any raw
 // HTML in it (the `html` renderer below) and turns images into links, and DOMPurify, on an
@@ -19,6 +20,7 @@
   const input = document.getElementById("message");
   const send = document.getElementById("send");
   const stop = document.getElementById("stop");
+  const composerHint = document.getElementById("composer-hint");
   const threads = document.getElementById("threads");
   const title = document.getElementById("conversation-title");
   const menuToggle = document.getElementById("menu-toggle");
@@ -165,7 +167,8 @@
     return msg;
   }
 
-  function addAssistantMessage() {
+  // A new answer's bubble, at the end (or right after ``after``: an approval's continuation).
+  function addAssistantMessage(after) {
     const msg = el("div", "msg assistant streaming");
     const plan = el("details", "plan");
     plan.hidden = true;
@@ -178,9 +181,20 @@
     error.hidden = true;
     error.setAttribute("role", "alert");
     msg.append(plan, tools, el("div", "body markdown"), error, el("div", "meta"));
-    messages.appendChild(msg);
+    if (after) after.after(msg);
+    else messages.appendChild(msg);
     scrollDown();
     return viewOf(msg);
+  }
+
+  // The question an answer's bubble answers: the user's message above it (above the turns
+  // that continue it after an approval, too).
+  function questionOf(msg) {
+    let node = msg.previousElementSibling;
+    while (node && !(node.classList.contains("msg") && node.classList.contains("user"))) {
+      node = node.previousElementSibling;
+    }
+    return node ? node.querySelector(".body").textContent : "";
   }
 
   // The parts of an answer's bubble, made above or by the page's template (the same markup).
@@ -251,19 +265,9 @@
         view.planBody.textContent = data.plan || "";
         view.plan.hidden = !data.plan;
         break;
-      case "tool_call": {
-        const li = el("li");
-        li.appendChild(el("code", null, data.name));
-        li.appendChild(document.createTextNode(" "));
-        li.appendChild(el("span", "args", JSON.stringify(data.args)));
-        const outcome = el("span", "outcome", " …");
-        li.appendChild(outcome);
-        view.toolList.appendChild(li);
-        view.pending.push({ name: data.name, outcome });
-        view.tools.hidden = false;
-        view.toolsSummary.textContent = `Tool calls (${view.toolList.children.length})`;
+      case "tool_call":
+        addToolCall(view, data.name, JSON.stringify(data.args));
         break;
-      }
       case "tool_result": {
         const index = view.pending.findIndex((p) => p.name === data.name);
         if (index >= 0) {
@@ -282,6 +286,7 @@
         cancelAnimationFrame(view.frame);
         view.frame = 0;
         renderMarkdown(view.body, view.text);
+        settlePending(view, "not run");
         showMeta(view, data);
         view.msg.classList.remove("streaming");
         scrollDown();
@@ -292,18 +297,58 @@
         else answer.failure = data.detail || "The agent failed to answer.";
         return true;
       case "interrupt":
+        // The run waits for a decision on these calls: the card comes when the stream ends.
+        answer.interrupt = data;
+        cancelAnimationFrame(view.frame);
+        view.frame = 0;
+        if (view.text) renderMarkdown(view.body, view.text);
+        settlePending(view, "paused for approval");
         return true;
     }
     return false;
   }
 
-  async function errorText(response) {
-    let body = {};
-    try {
-      body = await response.json();
-    } catch (e) {
-      /* not JSON */
+  // A tool call in the answer's folded list, its outcome to come ("…").
+  function addToolCall(view, name, argsText) {
+    const li = el("li");
+    li.appendChild(el("code", null, name));
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(el("span", "args", argsText));
+    const outcome = el("span", "outcome", " …");
+    li.appendChild(outcome);
+    view.toolList.appendChild(li);
+    view.pending.push({ name, outcome });
+    view.tools.hidden = false;
+    view.toolsSummary.textContent = `Tool calls (${view.toolList.children.length})`;
+  }
+
+  // The calls that got no result when the run ended, labelled as a reload labels them.
+  function settlePending(view, label) {
+    for (const entry of view.pending) {
+      entry.outcome.textContent = ` → ${label}`;
+      entry.outcome.className = `outcome ${label.replace(/ /g, "-")}`;
     }
+    view.pending = [];
+  }
+
+  async function jsonOf(response) {
+    try {
+      return (await response.json()) || {};
+    } catch (e) {
+      return {}; // not JSON
+    }
+  }
+
+  // The messages of a validation error's field, however DRF nested them.
+  function messagesOf(value) {
+    if (value == null) return [];
+    if (typeof value !== "object") return [String(value)];
+    return Object.values(value).flatMap(messagesOf);
+  }
+
+  // What to tell the person about a refused request (``body``: its JSON, when already read).
+  async function errorText(response, body) {
+    if (body === undefined) body = await jsonOf(response);
     if (response.status === 429) {
       const wait = response.headers.get("Retry-After");
       return `You're sending messages too fast. Try again${wait ? ` in ${wait} seconds` : " shortly"}.`;
@@ -311,7 +356,17 @@
     if (response.status === 401 || response.status === 403) {
       return "Your session has expired. Reload the page and log in again.";
     }
-    if (body.errors && body.errors.message) return body.errors.message.join(" ");
+    if (body.code === "thread_interrupted") {
+      return (
+        "The agent is waiting for a decision on a call in this conversation. " +
+        "Reload the page to see it, then approve or reject it before sending a new message."
+      );
+    }
+    if (body.errors) {
+      const field = body.errors.message || body.errors.args || body.errors.tool_call_id;
+      const problems = messagesOf(field || body.errors);
+      if (problems.length) return problems.join(" ");
+    }
     return body.detail || `The request failed (${response.status}).`;
   }
 
@@ -352,6 +407,7 @@
       stopped: false, // the run ended cancelled
       failure: null, // what went wrong, for the person
       graceTimer: 0,
+      interrupt: null, // the calls the run waits to have approved, when it paused
     };
   }
 
@@ -451,10 +507,10 @@
   }
 
   function setBusy(busy) {
-    send.disabled = busy;
     send.hidden = busy;
     stop.hidden = !busy;
     stop.disabled = false;
+    updateComposer();
   }
 
   async function stream(answer, firstRequest) {
@@ -477,12 +533,19 @@
       // one. A lost connection has no retry: its run may still be answering.
       const retry = answer.failure === LOST ? null : retryButton(answer.question);
       showError(answer.view, answer.failure, retry);
+    } else if (answer.interrupt) {
+      const card = addApprovalCard(answer.view, {
+        run_id: answer.runId,
+        tool_calls: answer.interrupt.tool_calls,
+        decision: "",
+      });
+      card.node.focus(); // not a button: an Enter meant for the message box approves nothing
     }
   }
 
   function retryButton(question) {
     return (event) => {
-      if (current) return;
+      if (current || awaitingApproval()) return;
       event.currentTarget.remove();
       sendMessage(question);
     };
@@ -506,8 +569,7 @@
   // first event, in order, into the bubble the template made for it.
   async function joinInProgress() {
     for (const msg of messages.querySelectorAll(".msg.assistant[data-run-active]")) {
-      const question = msg.previousElementSibling.querySelector(".body").textContent;
-      const answer = newAnswer(viewOf(msg), question, msg.dataset.runId);
+      const answer = newAnswer(viewOf(msg), questionOf(msg), msg.dataset.runId);
       delete msg.dataset.runActive;
       await stream(answer, joinRequest(answer));
     }
@@ -551,7 +613,7 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text || current) return;
+    if (!text || current || awaitingApproval()) return;
     input.value = "";
     sendMessage(text);
   });
@@ -573,6 +635,315 @@
       setDrawer(false);
     }
   });
+
+  // --- Approvals -----------------------------------------------------------------------------
+  //
+  // A run that wants to call a tool needing a person's approval ends with an `interrupt` event
+  // (a reloaded page has the same from the run's record, in data-approval): its bubble gets a
+  // card with each waiting call, its arguments as text, and Approve / Edit / Reject. A decision
+  // resumes the run (POST runs/{id}/resume, streamed): the continuation is a new run, streamed
+  // into a bubble of its own under the card, as a reload shows it. While a card waits, the
+  // thread takes no new message (the server would answer 409 thread_interrupted): Send waits.
+
+  const DECISIONS = {
+    approve: "Approved",
+    edit: "Edited",
+    reject: "Rejected",
+    expired: "Expired: nobody decided in time, so the calls were rejected",
+    superseded: "Rejected: a newer message replaced the request",
+  };
+
+  function pretty(value) {
+    return JSON.stringify(value === undefined ? null : value, null, 2);
+  }
+
+  function cardButton(label, className) {
+    const button = el("button", className, label);
+    button.type = "button";
+    return button;
+  }
+
+  function showNote(node, text) {
+    node.textContent = text;
+    node.hidden = !text;
+  }
+
+  function awaitingApproval() {
+    return Boolean(messages.querySelector(".approval.pending"));
+  }
+
+  function updateComposer() {
+    const waiting = awaitingApproval();
+    composerHint.hidden = !waiting;
+    form.classList.toggle("awaiting", waiting);
+    send.disabled = Boolean(current) || waiting;
+    input.placeholder = waiting ? "Waiting for your decision on the call above…" : "Message the agent…";
+  }
+
+  // A labelled text box of the card's forms.
+  function field(card, name, label, value) {
+    const id = `approval-${card.runId}-${name}`;
+    const caption = el("label", null, label);
+    caption.htmlFor = id;
+    const box = el("textarea", `approval-${name}`);
+    box.id = id;
+    box.spellcheck = false;
+    box.value = value;
+    return { caption, box };
+  }
+
+  // One panel of the card (the editor, the rejection): Esc closes it, Ctrl+Enter submits it.
+  function panel(card, className, parts, submitLabel, onSubmit) {
+    const node = el("div", `approval-panel ${className}`);
+    node.hidden = true;
+    const error = el("div", "approval-error");
+    error.hidden = true;
+    error.setAttribute("role", "alert");
+    const submit = cardButton(submitLabel, "approval-submit");
+    const cancel = cardButton("Cancel", "approval-cancel");
+    const buttons = el("div", "approval-actions");
+    buttons.append(submit, cancel);
+    node.append(...parts, error, buttons);
+    submit.addEventListener("click", () => onSubmit(error));
+    cancel.addEventListener("click", () => closePanels(card, true));
+    node.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        closePanels(card, true);
+      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        onSubmit(error);
+      }
+    });
+    return { node, error };
+  }
+
+  function openPanel(card, which, opener, focus) {
+    card.actions.hidden = true;
+    card.editor.node.hidden = which !== card.editor;
+    card.rejecter.node.hidden = which !== card.rejecter;
+    card.opener = opener;
+    showNote(card.error, "");
+    focus.focus();
+  }
+
+  function closePanels(card, refocus) {
+    card.editor.node.hidden = true;
+    card.rejecter.node.hidden = true;
+    card.actions.hidden = false;
+    if (refocus && card.opener) card.opener.focus();
+  }
+
+  function addApprovalCard(view, approval) {
+    const calls = Array.isArray(approval.tool_calls) ? approval.tool_calls : [];
+    const node = el("section", "approval pending");
+    const card = { runId: approval.run_id, calls, msg: view.msg, node, busy: false, opener: null };
+    node.tabIndex = -1;
+    const title = el("h2", "approval-title", "Approval needed");
+    title.id = `approval-${card.runId}-title`;
+    node.setAttribute("aria-labelledby", title.id);
+    const what = calls.length === 1 ? "this call" : `these ${calls.length} calls`;
+    const intro = `The agent asks to run ${what}. Nothing runs until you decide.`;
+    node.append(title, el("p", "approval-intro", intro));
+    const list = el("ol", calls.length === 1 ? "approval-calls single" : "approval-calls");
+    for (const call of calls) {
+      const li = el("li", "approval-call");
+      li.append(el("code", "approval-tool", String(call.name)), el("pre", "approval-args", pretty(call.args)));
+      list.appendChild(li);
+    }
+    node.appendChild(list);
+
+    // Edit: the arguments of one call as JSON, checked here before the server checks them
+    // against the tool's schema.
+    const args = field(card, "json", "Arguments (JSON)", calls.length ? pretty(calls[0].args) : "{}");
+    args.box.rows = Math.min(14, Math.max(4, args.box.value.split("\n").length + 1));
+    const editParts = [];
+    let chooser = null;
+    if (calls.length > 1) {
+      const chooserId = `approval-${card.runId}-call`;
+      const caption = el("label", null, "Call to edit");
+      caption.htmlFor = chooserId;
+      chooser = el("select", "approval-choose");
+      chooser.id = chooserId;
+      calls.forEach((call, i) => chooser.appendChild(new Option(`${i + 1}. ${call.name}`, String(i))));
+      chooser.addEventListener("change", () => (args.box.value = pretty(calls[Number(chooser.value)].args)));
+      editParts.push(caption, chooser);
+    }
+    editParts.push(args.caption, args.box, el("p", "approval-help", "Ctrl+Enter runs the call, Esc cancels."));
+    card.editor = panel(card, "approval-editor", editParts, "Run with these arguments", (error) => {
+      let parsed;
+      try {
+        parsed = JSON.parse(args.box.value);
+      } catch (e) {
+        args.box.setAttribute("aria-invalid", "true");
+        showNote(error, `That is not valid JSON: ${e.message}`);
+        args.box.focus();
+        return;
+      }
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+        args.box.setAttribute("aria-invalid", "true");
+        showNote(error, "The arguments must be a JSON object, in { }.");
+        args.box.focus();
+        return;
+      }
+      args.box.removeAttribute("aria-invalid");
+      const call = calls[chooser ? Number(chooser.value) : 0];
+      decide(card, { decision: "edit", args: parsed, tool_call_id: String(call.id) }, error, args.box);
+    });
+
+    // Reject: with a comment for the agent, if the person has one.
+    const comment = field(card, "comment", "Comment for the agent (optional)", "");
+    comment.box.rows = 2;
+    comment.box.maxLength = 2000;
+    card.rejecter = panel(card, "approval-rejecter", [comment.caption, comment.box], "Reject the call", (error) =>
+      decide(card, { decision: "reject", comment: comment.box.value.trim() }, error, comment.box),
+    );
+
+    const approve = cardButton("Approve", "approval-approve");
+    const edit = cardButton("Edit", "approval-edit");
+    const reject = cardButton("Reject", "approval-reject");
+    approve.addEventListener("click", () => decide(card, { decision: "approve" }, card.error, null));
+    edit.addEventListener("click", () => {
+      // Each time from the call's own arguments: a cancelled edit is forgotten.
+      args.box.value = pretty(calls[chooser ? Number(chooser.value) : 0].args);
+      args.box.removeAttribute("aria-invalid");
+      showNote(card.editor.error, "");
+      openPanel(card, card.editor, edit, args.box);
+    });
+    reject.addEventListener("click", () => openPanel(card, card.rejecter, reject, comment.box));
+    card.actions = el("div", "approval-actions");
+    card.actions.append(approve, edit, reject);
+    card.error = el("div", "approval-error");
+    card.error.hidden = true;
+    card.error.setAttribute("role", "alert");
+    card.status = el("p", "approval-status");
+    card.status.setAttribute("role", "status");
+    card.status.hidden = true;
+    node.append(card.actions, card.editor.node, card.rejecter.node, card.error, card.status);
+    view.msg.insertBefore(node, view.meta);
+    if (approval.decision) setDecided(card, approval);
+    updateComposer();
+    scrollDown();
+    return card;
+  }
+
+  function setCardBusy(card, busy) {
+    card.busy = busy;
+    card.node.setAttribute("aria-busy", String(busy));
+    card.node.querySelectorAll("button, textarea, select").forEach((control) => (control.disabled = busy));
+  }
+
+  // The card says what was decided (and with what) and takes no more decisions.
+  function setDecided(card, decided, note) {
+    const decision = decided.decision || "";
+    card.node.classList.remove("pending");
+    card.node.classList.add("decided", `decided-${decision || "unknown"}`);
+    card.node.dataset.decision = decision;
+    card.actions.remove();
+    card.editor.node.remove();
+    card.rejecter.node.remove();
+    const label = DECISIONS[decision] || "No longer waiting for a decision";
+    card.node.querySelector(".approval-title").textContent = "Approval";
+    const what = card.calls.length === 1 ? "this call" : `these ${card.calls.length} calls`;
+    card.node.querySelector(".approval-intro").textContent = `The agent asked to run ${what}.`;
+    const parts = [`${label}.`];
+    if (decision === "reject" && decided.comment) parts.push(`Your comment: “${decided.comment}”`);
+    if (note) parts.push(note);
+    card.status.textContent = parts.join(" ");
+    card.status.hidden = false;
+    if (decision === "edit" && decided.args) {
+      const edited = card.calls.find((call) => String(call.id) === String(decided.tool_call_id));
+      const name = edited ? edited.name : card.calls.length ? card.calls[0].name : "the call";
+      card.node.append(
+        el("p", "approval-ran", `Ran ${name} with these arguments:`),
+        el("pre", "approval-args approval-edited", pretty(decided.args)),
+      );
+    }
+    updateComposer();
+  }
+
+  // POST the decision; the answer is the continuation's stream, read like any answer's.
+  async function decide(card, decision, errorNode, box) {
+    if (card.busy || current) return;
+    setCardBusy(card, true);
+    showNote(card.error, "");
+    showNote(errorNode, "");
+    const controller = new AbortController();
+    let response = null;
+    try {
+      response = await fetch(`${runsUrl}${card.runId}/resume`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "text/event-stream" },
+        body: JSON.stringify({ ...decision, stream: true, on_disconnect: "continue" }),
+        signal: controller.signal,
+      });
+    } catch (e) {
+      /* unreachable: said below */
+    }
+    if (!response || !response.ok) {
+      setCardBusy(card, false);
+      const body = response ? await jsonOf(response) : {};
+      if (response && response.status === 409 && body.code === "run_not_interrupted") {
+        // Decided in another tab, or expired: say so, and show what the run says now.
+        showNote(card.error, body.detail || "The run is no longer waiting for a decision.");
+        await refreshCard(card);
+        return;
+      }
+      // The schema's refusal of edited arguments goes under the arguments.
+      const target = response && response.status === 400 ? errorNode : card.error;
+      showNote(target, response ? await errorText(response, body) : UNREACHABLE);
+      if (box && target === errorNode) {
+        box.setAttribute("aria-invalid", "true");
+        box.focus();
+      }
+      return;
+    }
+    setDecided(card, decision);
+    const answer = newAnswer(continuation(card, decision), questionOf(card.msg));
+    answer.controller = controller; // Stop's grace ends this very request too
+    await stream(answer, () => Promise.resolve(response));
+  }
+
+  // The continuation's bubble, under the interrupted answer: the calls that waited (one with
+  // its edited arguments) are its first tool calls, their results on the way.
+  function continuation(card, decision) {
+    const view = addAssistantMessage(card.msg);
+    view.msg.classList.add("continuation");
+    const edited = decision.decision === "edit" ? card.calls.find((c) => String(c.id) === decision.tool_call_id) : null;
+    const waiting = [...card.msg.querySelectorAll("details.tools li")].filter((li) =>
+      li.querySelector(".outcome.paused-for-approval"),
+    );
+    let target = null;
+    if (edited) {
+      const named = waiting.filter((li) => li.querySelector("code").textContent === edited.name);
+      const original = JSON.stringify(edited.args);
+      target = named.find((li) => li.querySelector(".args").textContent === original) || named[0] || null;
+    }
+    for (const li of waiting) {
+      const argsText = li === target ? JSON.stringify(decision.args) : li.querySelector(".args").textContent;
+      addToolCall(view, li.querySelector("code").textContent, argsText);
+    }
+    return view;
+  }
+
+  // After a 409: what the run's record says was decided.
+  async function refreshCard(card) {
+    let run = null;
+    try {
+      const response = await fetch(`${runsUrl}${card.runId}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) run = await response.json();
+    } catch (e) {
+      /* the card says it no longer waits, below */
+    }
+    const decision = run ? run.decision : "";
+    const resumed = ["approve", "edit", "reject"].includes(decision);
+    setDecided(card, { decision }, resumed ? "Reload the page to see the answer." : "");
+  }
 
   // --- Conversation list: date groups, rename, delete ----------------------------------------
 
@@ -738,16 +1109,27 @@
   messages.querySelectorAll(".body[data-markdown]").forEach((body) => renderMarkdown(body, body.textContent));
   // A failed answer from before the reload can be retried as well.
   messages.querySelectorAll(".msg.assistant.failed").forEach((msg) => {
-    const question = msg.previousElementSibling;
-    if (!question || !question.classList.contains("user")) return;
+    const question = questionOf(msg);
+    if (!question) return;
     const button = el("button", "retry", "Retry");
     button.type = "button";
-    button.addEventListener("click", retryButton(question.querySelector(".body").textContent));
+    button.addEventListener("click", retryButton(question));
     msg.querySelector(".error").appendChild(button);
+  });
+  // The approval cards of interrupted runs, from their records: waiting, or decided.
+  messages.querySelectorAll(".msg.assistant[data-approval]").forEach((msg) => {
+    let approval;
+    try {
+      approval = JSON.parse(msg.dataset.approval);
+    } catch (e) {
+      return;
+    }
+    addApprovalCard(viewOf(msg), approval);
   });
   threadItems().forEach(decorate);
   regroup();
+  updateComposer();
   scrollDown();
-  input.focus();
+  (messages.querySelector(".approval.pending") || input).focus();
   joinInProgress();
 })();
