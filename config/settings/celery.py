@@ -22,6 +22,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+# The worker logs as the app does (config.settings.logging: JSON lines with the run, thread and
+# trace ids of background runs), not in Celery's own format without them.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Runs left `running` by a process that died end as `abandoned` (agents.sweeper).
     "agents-sweep-runs": {
