@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from agents.sweeper import run_sweep_safely, run_sweep_stale
+from agents.sweeper import run_kick_waiting, run_sweep_safely, run_sweep_stale
 
 
 @shared_task(name="agents.tasks.execute_run", ignore_result=True)
@@ -30,8 +30,11 @@ def execute_run(run_id: str) -> None:
 
 @shared_task(name="agents.tasks.sweep_runs", ignore_result=True)
 def sweep_runs() -> int:
-    """End stale ``running`` runs as abandoned; how many it ended."""
-    return len(run_sweep_stale())
+    """End stale ``running`` runs as abandoned, and hand runs whose wake-up was lost to the
+    workers again (as the app processes' sweep does); how many it ended."""
+    ended = len(run_sweep_stale())
+    run_kick_waiting()
+    return ended
 
 
 @worker_ready.connect
