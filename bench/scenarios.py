@@ -182,12 +182,15 @@ FROM generate_series(0, %(threads)s - 1) AS t;
 -- HEAVY_RUNS runs all go to user 0's threads (t = 0, users, 2 * users, ...).
 INSERT INTO agents_agentrun (id, user_id, thread_id, input, response, plan, status, error,
     latency_ms, trace_id, provider, model, prompt_tokens, completion_tokens, total_tokens,
-    reserved_tokens, tool_calls, metadata, created_at, finished_at)
+    reserved_tokens, tool_calls, metadata, background, multitask_strategy, cancel_requested,
+    created_at, started_at, finished_at)
 SELECT gen_random_uuid(), md5('bench-user-' || (t %% %(users)s))::uuid,
        md5('bench-thread-' || t)::uuid,
        'What users are in the system?', 'There are 3 users.', '1. list_users', 'success', '',
        120, '', 'openai', 'gpt-bench', 200, 30, 230, 0, '[]'::jsonb, '{}'::jsonb,
-       now() - r * interval '1 second', now() - r * interval '1 second'
+       false, 'reject', '',
+       now() - r * interval '1 second', now() - r * interval '1 second',
+       now() - r * interval '1 second'
 FROM (
     SELECT r, CASE WHEN r < %(heavy)s THEN (r %% (%(threads)s / %(users)s)) * %(users)s
                    ELSE r %% %(threads)s END AS t
