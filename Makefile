@@ -100,7 +100,7 @@ eval-gate: install ## Run the dataset gate: manage.py evaluate --dataset smoke.j
 	$(EVAL_GATE_ENV) $(BIN)/python manage.py migrate --noinput -v0
 	$(EVAL_GATE_ENV) $(BIN)/python manage.py evaluate --dataset $(EVAL_GATE_DATASET) $(EVAL_GATE_FLOORS)
 
-worker: install ## Run a Celery worker for evaluation jobs (needs CELERY_BROKER_URL or REDIS_URL)
+worker: install ## Run a Celery worker for background runs and evaluation jobs (needs CELERY_BROKER_URL or REDIS_URL)
 	$(BIN)/celery -A config worker --loglevel INFO
 
 lint: install ## ruff, ruff format --check, mypy, makemigrations --check

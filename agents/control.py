@@ -209,13 +209,27 @@ def run_dispatch_next(*, thread_id: uuid.UUID) -> None:
 
 
 def run_dispatch(*, run_id: uuid.UUID | str) -> None:
-    """Hand a pending run to the background executor (which claims it when it is its turn)."""
-    if settings.AGENT_RUNS_BACKEND == "celery":
-        from agents.tasks import execute_run
+    """Hand a pending run to the background executor (which claims it when it is its turn).
 
-        execute_run.delay(str(run_id))
-    else:
-        _submit(str(run_id))
+    Never raises: the run is recorded already, and a broker that cannot be reached leaves it
+    pending, for the sweeper to hand on again (``agents.sweeper.run_kick_waiting``) rather than
+    failing the request that started it, or the cancel or the end of the run before it."""
+    try:
+        if settings.AGENT_RUNS_BACKEND == "celery":
+            from agents.tasks import execute_run
+
+            execute_run.delay(str(run_id))
+        else:
+            _submit(str(run_id))
+    except Exception as exc:
+        logger.warning(
+            "Could not hand run %s to the background executor (%s: %s); it stays pending "
+            "until the sweeper hands it on again",
+            run_id,
+            type(exc).__name__,
+            exc,
+            extra={"event": "agent_run_dispatch_failed", "run_id": str(run_id)},
+        )
 
 
 def run_execute_background(*, run_id: uuid.UUID | str) -> AgentRun | None:

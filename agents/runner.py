@@ -259,9 +259,11 @@ def agent_run_execute(
                     metric_status="interrupted",
                     interrupt=paused,
                 )
+                _thread_hand_on(run)  # enqueued runs still wait for the decision
             else:
                 trace.set_output(output=execution.state.response)
                 _finish(execution, status=AgentRun.Status.SUCCESS, metric_status="completed")
+                _thread_hand_on(run)
     if failure is not None:
         raise failure
     if execution.state.interrupt is not None:
@@ -730,6 +732,7 @@ def _finish_disconnected(execution: _Execution, trace: RunTrace) -> None:
         _thread_rollback(execution)
     else:
         _thread_repair(execution)
+    _thread_hand_on(execution.run)  # the memory is whole again: the next run may read it
 
 
 def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> AgentRunError:
@@ -763,6 +766,7 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
         _thread_rollback(execution)
     else:
         _thread_repair(execution)
+    _thread_hand_on(run)  # the memory is whole again: the next run may read it
     error.extra = {
         "status": "error",
         "run_id": str(run.id),
@@ -809,12 +813,13 @@ def _finish(
         **extra,
     )
     _log_finished(finished)
-    _thread_hand_on(execution.run)
     return finished
 
 
 def _thread_hand_on(run: AgentRun) -> None:
-    """The thread is free: its next pending run may start (``agents.control``)."""
+    """The thread is free: its next pending run may start (``agents.control``), at once and in
+    any process. Called once the run's turn in the thread's memory is final (rolled back, its
+    open tool calls answered): a run started earlier would read the memory before that."""
     from agents.control import run_dispatch_next
 
     try:

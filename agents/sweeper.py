@@ -1,12 +1,16 @@
-"""The stale-run sweeper: runs left ``running`` (or ``pending``) by a worker that died end as
-abandoned.
+"""The stale-run sweeper: runs left ``running`` by a worker that died end as abandoned.
 
 A run is finished by the process that executes it, in every outcome it can see; a process that
 is killed (``kill -9``, an out-of-memory kill, a lost machine) sees none. ``run_sweep_stale``
 ends every run still ``running`` ``AGENT_RUN_STALE_AFTER_SECONDS`` after it started (well past
 the run's own deadline, ``AGENT_RUN_TIMEOUT_SECONDS``) as ``error`` with the error text
 ``abandoned: ...``, answers the tool calls it left open in the thread's memory (so the thread's
-next turn works), counts its tokens if they are known and releases its token reservation.
+next turn works), counts its tokens if they are known, releases its token reservation and hands
+its thread to the next run queued on it.
+
+A ``pending`` run is no process's yet, so none can have abandoned it: however long it waits
+behind its thread's earlier runs, it is not swept. A pending run whose wake-up was lost with a
+process is handed to the executor again (``run_kick_waiting``).
 
 It runs from ``manage.py sweep_runs``, from Celery beat in production (``agents.tasks``), when a
 Celery worker starts, and in every app server process: once when it starts, then every
@@ -25,6 +29,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.budget import token_usage_settle
@@ -55,7 +60,10 @@ def run_sweep_stale(
     age = older_than if older_than is not None else _stale_after()
     cutoff = timezone.now() - age
     stale = (
-        AgentRun.objects.filter(status__in=AgentRun.ACTIVE, created_at__lt=cutoff)
+        # Aged from its start: the time a run waited in its thread's queue is not running time.
+        AgentRun.objects.filter(status=AgentRun.Status.RUNNING)
+        .annotate(running_since=Coalesce("started_at", "created_at"))
+        .filter(running_since__lt=cutoff)
         .select_related("user")
         .order_by("created_at")[:limit]
     )
@@ -90,7 +98,7 @@ def _end(run: AgentRun, age: timedelta) -> bool:
         f"{ABANDONED}: still running {int(age.total_seconds())} s after it started; "
         "the process executing it stopped"
     )
-    claimed = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
+    claimed = AgentRun.objects.filter(pk=run.pk, status=AgentRun.Status.RUNNING).update(
         status=AgentRun.Status.ERROR,
         error=error,
         finished_at=now,

@@ -22,7 +22,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from agents.retention import thread_prune_inactive
-from agents.sweeper import run_sweep_safely, run_sweep_stale
+from agents.sweeper import run_kick_waiting, run_sweep_safely, run_sweep_stale
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,13 @@ def execute_run(run_id: str) -> None:
 
 @shared_task(name="agents.tasks.sweep_runs", ignore_result=True)
 def sweep_runs() -> int:
-    """End stale ``running`` runs as abandoned (and close expired approvals); how many runs it
+    """End stale ``running`` runs as abandoned, hand runs whose wake-up was lost to the workers
+    again (as the app processes' sweep does) and close expired approvals; how many runs it
     ended."""
     from agents.control import approvals_close_expired
 
     ended = len(run_sweep_stale())
+    run_kick_waiting()
     approvals_close_expired()
     return ended
 

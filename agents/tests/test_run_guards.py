@@ -281,6 +281,40 @@ def test_the_sweeper_ends_stale_runs_as_abandoned_and_repairs_their_threads(sett
 
 
 @pytest.mark.django_db
+def test_the_sweeper_ages_a_run_from_its_start_and_never_ends_a_waiting_one(
+    settings, user, monkeypatch
+):
+    """A run that waited in its thread's queue has run only since it started; a run still
+    waiting (``pending``) has no process that could have abandoned it: it is handed the thread
+    once the run before it is swept."""
+    settings.AGENT_RUN_STALE_AFTER_SECONDS = 600
+    dispatched: list[str] = []
+    monkeypatch.setattr(
+        "agents.control.run_dispatch", lambda *, run_id: dispatched.append(str(run_id))
+    )
+    long_ago = timezone.now() - timedelta(seconds=700)
+    waited = running_run(user, age_s=700)
+    AgentRun.objects.filter(pk=waited.pk).update(started_at=timezone.now() - timedelta(seconds=10))
+    stale = running_run(user, age_s=700)
+    AgentRun.objects.filter(pk=stale.pk).update(started_at=long_ago)
+    queued = AgentRun.objects.create(
+        user=user, thread=waited.thread, input="later", status=AgentRun.Status.PENDING
+    )
+    AgentRun.objects.filter(pk=queued.pk).update(created_at=long_ago)
+
+    assert [s.id for s in run_sweep_stale()] == [str(stale.id)]
+    assert run_status_of(waited) == AgentRun.Status.RUNNING
+    assert run_status_of(queued) == AgentRun.Status.PENDING
+    assert [s.id for s in run_sweep_stale(older_than=timedelta(0))] == [str(waited.id)]
+    assert run_status_of(queued) == AgentRun.Status.PENDING
+    assert dispatched == [str(queued.id)]
+
+
+def run_status_of(run: AgentRun) -> str:
+    return AgentRun.objects.values_list("status", flat=True).get(pk=run.pk)
+
+
+@pytest.mark.django_db
 def test_sweep_runs_command(settings, user):
     settings.AGENT_RUN_STALE_AFTER_SECONDS = 3600
     old = running_run(user, age_s=120)

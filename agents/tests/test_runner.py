@@ -27,7 +27,7 @@ from langgraph.checkpoint.base import (
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from agents import selectors
+from agents import cancellation, selectors
 from agents.checkpointer import get_checkpointer
 from agents.errors import AgentRunError, LLMUnavailable, RunCancelled, ThreadNotFound
 from agents.events import (
@@ -441,3 +441,41 @@ def test_a_run_holds_no_database_connection_while_it_waits_on_the_model(
     assert run.response == "Hello."
     assert len(in_use) == 2  # planner, executor
     assert in_use == [0, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stop", ["disconnect", "rollback"])
+def test_a_stopped_run_hands_its_thread_on_once_its_memory_is_whole(
+    stop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread's next run (queued behind this one) may start the moment it is handed the
+    thread, in another process: by then the stopped run's open tool calls are answered, or its
+    turn rolled back. Else the next run reads (and writes back) the memory as it was."""
+    admin = UserFactory(is_superuser=True, is_staff=True)
+    earlier = agent_run(user=admin, message="Hello")
+    memory_at_hand_on: list[list[dict[str, Any]]] = []
+
+    def hand_on(*, thread_id: Any) -> None:
+        thread = AgentThread.objects.get(pk=thread_id)
+        memory_at_hand_on.append(selectors.thread_messages(thread=thread))
+
+    monkeypatch.setattr("agents.control.run_dispatch_next", hand_on)
+    run = agent_run_start(user=admin, message=USERS_QUESTION, thread_id=earlier.thread_id)
+    stream = agent_run_execute(run=run)
+    events_until(stream, "tool_call")
+    if stop == "disconnect":
+        stream.close()  # the client left: the tool call the executor made is never run
+    else:
+        cancellation.stop_here(str(run.id), "rollback")  # a newer run's strategy
+        with pytest.raises(RunCancelled):
+            list(stream)
+
+    [memory] = memory_at_hand_on
+    said = [m["content"] for m in memory if m["role"] == "user"]
+    if stop == "rollback":
+        assert said == ["Hello"]
+    else:
+        assert said == ["Hello", USERS_QUESTION]
+        calls = [c["id"] for m in memory for c in m.get("tool_calls") or []]
+        assert calls
+        assert {m.get("tool_call_id") for m in memory if m["role"] == "tool"} == set(calls)

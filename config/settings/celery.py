@@ -1,7 +1,7 @@
-"""Celery (background evaluation jobs): Redis as the broker, job state in the database.
+"""Celery (background runs and evaluation jobs): Redis as the broker, state in the database.
 
-``celery -A config worker`` runs the jobs; ``celery -A config beat`` the schedule. Without a
-broker (the embedded default) jobs run in the web process and Celery is not used.
+``celery -A config worker`` runs them; ``celery -A config beat`` the schedule. Without a broker
+(the embedded default) they run in the web process and Celery is not used.
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -22,6 +22,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+# The worker logs as the app does (config.settings.logging: JSON lines with the run, thread and
+# trace ids of background runs), not in Celery's own format without them.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Runs left `running` by a process that died end as `abandoned` (agents.sweeper).
     "agents-sweep-runs": {
@@ -70,6 +73,22 @@ if AGENT_RUNS_BACKEND not in ("celery", "embedded"):
 if AGENT_RUNS_BACKEND == "celery" and not CELERY_BROKER_URL:
     raise ImproperlyConfigured("AGENT_RUNS_BACKEND=celery needs CELERY_BROKER_URL (or REDIS_URL).")
 AGENT_RUNS_EMBEDDED_WORKERS: int = env.int("AGENT_RUNS_EMBEDDED_WORKERS", default=8)
+
+# The worker's pool (`celery -A config worker` without --pool/--concurrency): threads, as many
+# as the runs one worker process executes at once. Agent runs wait on the model for nearly all
+# of their time, so a thread each is enough, in one process with one set of connection pools
+# (docs/deployment.md, "The Celery worker"). prefork or solo where that does not fit. Set the
+# pool here, not with `--pool prefork`: Celery takes that for its default and uses this.
+CELERY_WORKER_POOL: str = env.str("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY: int = env.int("CELERY_WORKER_CONCURRENCY", default=16)
+if CELERY_WORKER_POOL not in ("threads", "prefork", "solo"):
+    raise ImproperlyConfigured(
+        f"CELERY_WORKER_POOL={CELERY_WORKER_POOL!r} is not valid: use threads, prefork or solo."
+    )
+if CELERY_WORKER_CONCURRENCY < 1:
+    raise ImproperlyConfigured(
+        f"CELERY_WORKER_CONCURRENCY={CELERY_WORKER_CONCURRENCY} must be at least 1."
+    )
 
 # The worker's own Prometheus endpoint (its judge calls and scores; the backend's /metrics only
 # sees its own processes): `celery -A config worker` serves http://HOST:PORT/metrics when PORT

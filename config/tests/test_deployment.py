@@ -37,6 +37,7 @@ import yaml
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from testing.celery import run_celery_worker
 from testing.live import BASE_DIR, fake_llm_env, free_port, run_gunicorn
 from testing.llm_server import FakeLLMServer, Reply
 
@@ -466,29 +467,13 @@ def production_worker(production: Production) -> Iterator[Path]:
     the ``production`` server; yields its log file once the worker is ready."""
     if not (BASE_DIR / "config" / "celery.py").is_file():
         pytest.skip("config/celery.py (the Celery app of the Evaluations app) is not there")
-    log = production.static_root.parent / "worker.log"
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-        "--pool", "solo", "--hostname", f"production-test-{os.getpid()}@%h",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=BASE_DIR, env={**os.environ, **production.env}, stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield log
-    finally:
-        proc.terminate()  # warm shutdown: the task in hand finishes
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with run_celery_worker(
+        production.env,
+        log_path=production.static_root.parent / "worker.log",
+        pool="solo",
+        args=["--hostname", f"production-test-{os.getpid()}@%h"],
+    ) as worker:
+        yield worker.log_path
 
 
 @pytest.mark.live

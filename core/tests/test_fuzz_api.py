@@ -42,7 +42,8 @@ def schemathesis_cli() -> str:
 def test_every_endpoint_answers_as_its_schema_says(tmp_path: Path) -> None:
     superuser = UserFactory(is_superuser=True, is_staff=True)
     token = AccessToken.for_user(superuser)
-    with run_gunicorn(production_env(), workers=2) as url:
+    # The server executes background runs itself: no Celery worker runs here.
+    with run_gunicorn(production_env(AGENT_RUNS_BACKEND="embedded"), workers=2) as url:
         result = subprocess.run(
             [
                 schemathesis_cli(),

@@ -3,18 +3,16 @@ API queued, against the test database; any web process answers its status from t
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 
 import pytest
 
 from agents.tests.factories import AgentRunFactory
 from evaluations.models import AgentEvaluation, EvaluationJob
-from testing.live import BASE_DIR, database_env
+from testing.celery import CeleryWorker, run_celery_worker
+from testing.live import free_port
 
 METRICS = "WORKER_METRICS_PORT"
 
@@ -35,49 +33,26 @@ pytestmark = [pytest.mark.services, pytest.mark.live, pytest.mark.django_db(tran
 
 @pytest.fixture
 def worker_metrics_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture
-def celery_worker(settings, tmp_path, worker_metrics_port):
+def celery_worker(settings, tmp_path, worker_metrics_port) -> Iterator[CeleryWorker]:
     if not settings.CELERY_BROKER_URL:
         pytest.skip("needs Redis (REDIS_URL) as the broker")
     settings.EVALUATION_JOBS_BACKEND = "celery"
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     env = {
-        **os.environ,
-        **database_env(),
         # Its own metrics endpoint; the pool's process counts through the multi-process files.
         METRICS: str(worker_metrics_port),
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "EVALUATION_JOBS_BACKEND": "celery",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "EVALUATION_REPORTS_DIR": str(tmp_path / "reports"),
-        "PYTHONUNBUFFERED": "1",
     }
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "1",
-             "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=BASE_DIR, env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while b"ready." not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the worker did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield log
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    # prefork: the judge's counts are made in a pool process, not the one serving /metrics.
+    with run_celery_worker(env, log_path=tmp_path / "worker.log", pool="prefork") as worker:
+        yield worker
 
 
 def test_a_worker_runs_the_job_the_api_queued(celery_worker, user, client_for) -> None:
@@ -95,13 +70,13 @@ def test_a_worker_runs_the_job_the_api_queued(celery_worker, user, client_for) -
         body = client.get(f"/api/v1/agent/evaluations/jobs/{job_id}").json()
         if body["status"] in ("done", "failed"):
             break
-        assert time.monotonic() < deadline, celery_worker.read_text()[-3000:]
+        assert time.monotonic() < deadline, celery_worker.log()[-3000:]
         time.sleep(0.2)
     assert body["status"] == "done", body
     assert body["report"]["total_traces"] == 2
     assert body["progress"]["completed"] == 4
     assert AgentEvaluation.objects.filter(run__in=runs).count() == 4
-    assert "evaluations.run_job" in celery_worker.read_text()
+    assert "evaluations.run_job" in celery_worker.log()
 
 
 def test_the_workers_scores_reach_prometheus(
@@ -118,7 +93,7 @@ def test_the_workers_scores_reach_prometheus(
             before = httpx.get(url, timeout=5).text
             break
         except httpx.TransportError:
-            assert time.monotonic() < deadline, celery_worker.read_text()[-3000:]
+            assert time.monotonic() < deadline, celery_worker.log()[-3000:]
             time.sleep(0.2)
     AgentRunFactory.create_batch(3, user=user)
     client = client_for(user)
@@ -127,7 +102,7 @@ def test_the_workers_scores_reach_prometheus(
     ).json()["job_id"]
     deadline = time.monotonic() + 60
     while client.get(f"/api/v1/agent/evaluations/jobs/{job_id}").json()["status"] != "done":
-        assert time.monotonic() < deadline, celery_worker.read_text()[-3000:]
+        assert time.monotonic() < deadline, celery_worker.log()[-3000:]
         time.sleep(0.2)
     after = httpx.get(url, timeout=5).text
     scores = "agent_evaluation_score_count"
