@@ -725,11 +725,14 @@ def _finish_disconnected(execution: _Execution, trace: RunTrace) -> None:
     stopped_by = cancellation.stopped_by(str(execution.run.id))
     reason = f"cancelled: {cancellation.REASONS[stopped_by]}"
     trace.set_output(error=reason)
-    _finish(execution, status=AgentRun.Status.ERROR, metric_status="failed", error=reason)
+    _finish(
+        execution, status=AgentRun.Status.ERROR, metric_status="failed", error=reason, hand_on=False
+    )
     if stopped_by == "rollback":
         _thread_rollback(execution)
     else:
         _thread_repair(execution)
+    _thread_hand_on(execution.run)  # after the memory is right: the next run reads it
 
 
 def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> AgentRunError:
@@ -758,11 +761,13 @@ def _finish_failed(execution: _Execution, trace: RunTrace, exc: Exception) -> Ag
         status=AgentRun.Status.ERROR,
         metric_status="timeout" if isinstance(error, LLMTimeout | RunTimeout) else "failed",
         error=reason[:4000],
+        hand_on=False,
     )
     if stopped_by == "rollback":
         _thread_rollback(execution)
     else:
         _thread_repair(execution)
+    _thread_hand_on(run)  # after the memory is right: the next run reads it
     error.extra = {
         "status": "error",
         "run_id": str(run.id),
@@ -779,8 +784,10 @@ def _finish(
     metric_status: str,
     error: str | None = None,
     interrupt: dict[str, Any] | None = None,
+    hand_on: bool = True,
 ) -> AgentRun:
-    """Count, record and log how the run ended."""
+    """Count, record and log how the run ended; ``hand_on``: and hand the thread to its next
+    run (a failed run does that itself, once its turn is repaired or rolled back)."""
     state, started = execution.state, execution.started
     counts = _usage(execution.usage)
     model = state.model or execution.run.model
@@ -809,7 +816,8 @@ def _finish(
         **extra,
     )
     _log_finished(finished)
-    _thread_hand_on(execution.run)
+    if hand_on:
+        _thread_hand_on(execution.run)
     return finished
 
 
