@@ -36,7 +36,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from agents import cancellation, metrics, services
@@ -76,17 +76,7 @@ def run_admit(
     """
     if not AgentThread.objects.select_for_update().filter(pk=thread.pk).exists():
         raise ThreadNotFound()  # deleted meanwhile
-    approvals_close_expired(thread_id=thread.pk)
-    active = list(
-        AgentRun.objects.filter(thread=thread, status__in=AgentRun.ACTIVE).values_list(
-            "id", flat=True
-        )
-    )
-    paused = list(
-        AgentRun.objects.filter(thread=thread, status=Status.INTERRUPTED, decision="").values_list(
-            "id", flat=True
-        )
-    )
+    active, paused = _thread_holds(thread.pk)
     if multitask_strategy == Strategy.REJECT and active:
         raise ThreadBusy()
     if multitask_strategy == Strategy.REJECT and paused:
@@ -117,6 +107,28 @@ def run_admit(
         metrics.run_queued()
         transaction.on_commit(lambda: run_dispatch(run_id=run.id))
     return run
+
+
+def _thread_holds(thread_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Under the thread's lock, in one query: its runs in progress, and its interrupted runs
+    still waiting for a decision, those whose approval expired closed first (as
+    ``approvals_close_expired`` does for the thread)."""
+    hours = float(settings.AGENT_APPROVAL_TTL_HOURS)
+    expired_before = timezone.now() - timedelta(hours=hours) if hours > 0 else None
+    rows = AgentRun.objects.filter(
+        Q(status__in=AgentRun.ACTIVE) | Q(status=Status.INTERRUPTED, decision=""),
+        thread_id=thread_id,
+    ).values_list("id", "status", "finished_at")
+    active: list[uuid.UUID] = []
+    paused: list[uuid.UUID] = []
+    for run_id, status, finished_at in rows:
+        if status != Status.INTERRUPTED:
+            active.append(run_id)
+        elif expired_before and finished_at is not None and finished_at < expired_before:
+            _approval_close(run_id, decision=Decision.EXPIRED)  # decided either way: no hold
+        else:
+            paused.append(run_id)
+    return active, paused
 
 
 def run_admit_resume(

@@ -784,7 +784,8 @@ def _finish(
     error: str | None = None,
     interrupt: dict[str, Any] | None = None,
 ) -> AgentRun:
-    """Count, record and log how the run ended."""
+    """Count, record and log how the run ended. The caller hands the thread to its next run
+    (``_thread_hand_on``) once the thread's memory is final (repaired or rolled back)."""
     state, started = execution.state, execution.started
     counts = _usage(execution.usage)
     model = state.model or execution.run.model
