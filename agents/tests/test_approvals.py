@@ -404,3 +404,15 @@ def test_an_empty_approval_list_turns_approvals_off(settings, llm_server, canary
     llm_server.enqueue(Reply.text("1. Post."), Reply.tool_calls([post_call(canary, {"order": 4})]))
     assert agent_run(user=user, message="again").status == "interrupted"
     assert len(canary.received) == 1
+
+
+def test_a_new_message_on_a_thread_whose_approval_expired_runs(api, llm, canary):
+    body = interrupted_run(api, llm, canary)
+    AgentRun.objects.filter(pk=body["run_id"]).update(
+        finished_at=timezone.now() - timedelta(hours=2)
+    )
+    llm.enqueue(Reply.text("1. Answer."), Reply.text("Fresh."))
+    nxt = api.post(RUN, json={"message": "anything new?", "thread_id": body["thread_id"]})
+    assert nxt.status_code == HTTPStatus.OK, nxt.text  # not 409 thread_interrupted
+    assert AgentRun.objects.get(pk=body["run_id"]).decision == "expired"
+    assert canary.received == []
