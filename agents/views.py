@@ -74,6 +74,19 @@ def _user(request: Request) -> User:
     return request.user
 
 
+def _run_request(request: Request, serializer: RunInputSerializer) -> dict[str, Any]:
+    """A run's request body, validated (400 otherwise): the arguments that start it."""
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    return {
+        "user": _user(request),
+        "message": data["message"],
+        "thread_id": data["thread_id"],
+        "metadata": data["metadata"],
+        "multitask_strategy": data["multitask_strategy"],
+    }
+
+
 class JSONErrorsNegotiation(BaseContentNegotiation):
     """The stream endpoint answers ``text/event-stream`` itself; anything DRF renders there
     (validation and permission errors) is JSON, whatever the client's ``Accept`` says."""
@@ -124,16 +137,7 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
     )
     @action(detail=False, methods=["post"])
     def run(self, request: Request) -> Response:
-        serializer = RunInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        run = agent_run(
-            user=_user(request),
-            message=data["message"],
-            thread_id=data["thread_id"],
-            metadata=data["metadata"],
-            multitask_strategy=data["multitask_strategy"],
-        )
+        run = agent_run(**_run_request(request, RunInputSerializer(data=request.data)))
         return Response(RunResultSerializer(run).data)
 
     @extend_schema(
@@ -158,19 +162,12 @@ class AgentViewSet(RateLimitMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["post"], url_path="run/stream")
     def run_stream(self, request: Request) -> StreamingHttpResponse:
         serializer = RunStreamInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        go_on = data["on_disconnect"] == "continue"
+        arguments = _run_request(request, serializer)
+        go_on = serializer.validated_data["on_disconnect"] == "continue"
         # Validation, the token budget and thread ownership fail here, as plain JSON errors,
-        # before any stream.
-        run = agent_run_start(
-            user=_user(request),
-            message=data["message"],
-            thread_id=data["thread_id"],
-            metadata=data["metadata"],
-            multitask_strategy=data["multitask_strategy"],
-            background=go_on,  # executed by the background executor, followed from its log
-        )
+        # before any stream. With ``continue`` the background executor runs it, followed from
+        # its log.
+        run = agent_run_start(**arguments, background=go_on)
         return _run_stream(run, cancel_on_disconnect=not go_on)
 
 
@@ -275,17 +272,8 @@ class RunViewSet(
         "`/stream`; stop it at `/cancel`.",
     )
     def create(self, request: Request) -> Response:
-        serializer = RunInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        run = agent_run_start(
-            user=_user(request),
-            message=data["message"],
-            thread_id=data["thread_id"],
-            metadata=data["metadata"],
-            multitask_strategy=data["multitask_strategy"],
-            background=True,
-        )
+        arguments = _run_request(request, RunInputSerializer(data=request.data))
+        run = agent_run_start(**arguments, background=True)
         body = RunAcceptedSerializer(run).data
         headers = {"Location": f"{request.path.rstrip('/')}/{run.id}"}
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)

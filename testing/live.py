@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -217,3 +217,13 @@ def collected_static_root() -> str:
     command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
     subprocess.run(command, cwd=BASE_DIR, env=env, check=True, timeout=300)
     return str(root)
+
+
+def api_client(base_url: str, user: Any, *, timeout: float = 30.0) -> httpx.Client:
+    """An ``httpx.Client`` for a live server, authenticated as ``user`` with an access token."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(user)
+    return httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+    )

@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from django.utils import timezone
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
 from agents.tests.test_runner import assert_every_tool_call_answered
 from testing.canary import Canary
-from testing.live import fake_llm_env, run_server
+from testing.live import api_client, fake_llm_env, run_server
 from testing.llm_server import FakeLLMServer, Reply
 from testing.metrics import scraped_sample
 from testing.sse import read_events
@@ -70,10 +69,7 @@ def fresh(llm: FakeLLMServer, canary: Canary) -> None:
 
 
 def client_for(server_url: str, user: Any) -> httpx.Client:
-    token = AccessToken.for_user(user)
-    return httpx.Client(
-        base_url=server_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
+    return api_client(server_url, user)
 
 
 @pytest.fixture

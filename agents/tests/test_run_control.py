@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
 from agents.tests.test_runner import assert_every_tool_call_answered
-from testing.live import fake_llm_env, run_server, wait_for
+from testing.live import api_client, fake_llm_env, run_server, wait_for
 from testing.llm_server import FakeLLMServer, Reply
 from testing.metrics import scraped_sample
 from testing.sse import Event, read_events
@@ -66,10 +65,7 @@ def user() -> Any:
 
 
 def client_for(server_url: str, user: Any) -> httpx.Client:
-    token = AccessToken.for_user(user)
-    return httpx.Client(
-        base_url=server_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
+    return api_client(server_url, user)
 
 
 @pytest.fixture

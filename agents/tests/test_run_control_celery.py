@@ -28,7 +28,6 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
 from agents.models import AgentRun
@@ -45,6 +44,7 @@ from agents.tests.test_runner import assert_every_tool_call_answered
 from testing.celery import CeleryWorker
 from testing.live import (
     BASE_DIR,
+    api_client,
     fake_llm_env,
     free_port,
     run_gunicorn,
@@ -158,10 +158,7 @@ def user() -> Any:
 
 
 def client_for(server_url: str, user: Any) -> httpx.Client:
-    token = AccessToken.for_user(user)
-    return httpx.Client(
-        base_url=server_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
+    return api_client(server_url, user)
 
 
 @pytest.fixture
