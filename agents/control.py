@@ -29,7 +29,7 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -232,7 +232,7 @@ def run_dispatch(*, run_id: uuid.UUID | str) -> None:
 
             execute_run.delay(str(run_id))
         else:
-            _submit(str(run_id))
+            _embedded_pool().submit(_execute_in_thread, str(run_id))
     except Exception as exc:
         logger.warning(
             "Could not hand run %s to the background executor (%s: %s); it stays pending "
@@ -274,29 +274,6 @@ def _embedded_pool() -> ThreadPoolExecutor:
             _pool["pid"] = os.getpid()
         pool: ThreadPoolExecutor = _pool["pool"]
         return pool
-
-
-def embedded_runs_idle(timeout: float = 30.0) -> bool:
-    """Wait until this process's background run threads have nothing left (tests, shutdown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with _pool_lock:
-            pending = [future for future in _futures if not future.done()]
-            _futures.difference_update(f for f in list(_futures) if f.done())
-        if not pending:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-_futures: set[Future[None]] = set()
-
-
-def _submit(run_id: str) -> None:
-    future = _embedded_pool().submit(_execute_in_thread, run_id)
-    with _pool_lock:
-        _futures.difference_update(f for f in list(_futures) if f.done())
-        _futures.add(future)
 
 
 def _execute_in_thread(run_id: str) -> None:
@@ -450,24 +427,3 @@ def run_wait(*, run: AgentRun, timeout: float) -> AgentRun:
         if events:
             after = events[-1].id
         connections["default"].close_if_unusable_or_obsolete()
-
-
-def run_ids_extra(run: AgentRun) -> dict[str, Any]:
-    return {
-        "status": run.status,
-        "run_id": str(run.id),
-        "thread_id": str(run.thread_id),
-        "trace_id": run.trace_id or None,
-    }
-
-
-__all__ = [
-    "embedded_runs_idle",
-    "run_admit",
-    "run_cancel",
-    "run_claim",
-    "run_dispatch",
-    "run_dispatch_next",
-    "run_execute_background",
-    "run_wait",
-]

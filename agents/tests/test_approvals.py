@@ -68,10 +68,6 @@ def fresh(llm: FakeLLMServer, canary: Canary) -> None:
     canary.received.clear()
 
 
-def client_for(server_url: str, user: Any) -> httpx.Client:
-    return api_client(server_url, user)
-
-
 @pytest.fixture
 def user() -> Any:
     return UserFactory()
@@ -79,7 +75,7 @@ def user() -> Any:
 
 @pytest.fixture
 def api(server_url: str, user: Any) -> Iterator[httpx.Client]:
-    with client_for(server_url, user) as client:
+    with api_client(server_url, user) as client:
         yield client
 
 
@@ -196,7 +192,7 @@ def test_a_bad_resume_is_a_400_and_leaves_the_run_waiting(api, llm, canary, body
 
 def test_resume_by_another_user_is_404_and_a_second_resume_409(server_url, api, llm, canary):
     body = interrupted_run(api, llm, canary)
-    with client_for(server_url, UserFactory()) as other:
+    with api_client(server_url, UserFactory()) as other:
         foreign = other.post(f"{RUNS}/{body['run_id']}/resume", json={"decision": "approve"})
     assert foreign.status_code == HTTPStatus.NOT_FOUND
     assert canary.received == []

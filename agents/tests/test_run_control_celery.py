@@ -157,13 +157,9 @@ def user() -> Any:
     return UserFactory()
 
 
-def client_for(server_url: str, user: Any) -> httpx.Client:
-    return api_client(server_url, user)
-
-
 @pytest.fixture
 def api(server_url: str, user: Any) -> Iterator[httpx.Client]:
-    with client_for(server_url, user) as client:
+    with api_client(server_url, user) as client:
         yield client
 
 
@@ -180,7 +176,7 @@ def join(
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     events = into if into is not None else []
     with (
-        client_for(server_url, user) as client,
+        api_client(server_url, user) as client,
         client.stream("GET", f"{RUNS}/{run_id}/stream", headers=headers) as response,
     ):
         assert response.status_code == HTTPStatus.OK
@@ -292,7 +288,7 @@ def test_joins_from_the_start_and_from_a_last_event_id_lose_and_repeat_nothing(
 
     first: list[Event] = []
     with (
-        client_for(server_url, user) as client,
+        api_client(server_url, user) as client,
         client.stream("GET", f"{RUNS}/{run_id}/stream") as response,
     ):
         for event in read_events(response):
@@ -471,7 +467,7 @@ def test_background_runs_asked_at_the_same_instant_never_both_run(server_url, us
     answers: list[int] = []
 
     def send() -> None:
-        with client_for(server_url, user) as client:
+        with api_client(server_url, user) as client:
             barrier.wait()
             answers.append(
                 client.post(
@@ -511,7 +507,7 @@ def test_a_background_run_is_accepted_while_the_broker_is_away(env, user, llm):
     be reached delays it (the sweeper hands waiting runs on again), it never fails the
     request."""
     away = {**env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
-    with run_server(away, keep_log=True) as url, client_for(url, user) as api:
+    with run_server(away, keep_log=True) as url, api_client(url, user) as api:
         started = api.post(RUNS, json={"message": "later, please"})
         assert started.status_code == HTTPStatus.ACCEPTED, started.text
         run_id = started.json()["run_id"]
